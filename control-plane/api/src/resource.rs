@@ -1,0 +1,71 @@
+//! The CRD-like resources users write (`apiVersion`, `kind`, `metadata`, `spec`).
+//! Unknown fields are errors everywhere, so a typo never silently turns a policy off.
+
+use serde::{Deserialize, Serialize};
+
+/// The group/version every resource carries.
+pub const API_VERSION: &str = "outrigger.dev/v1alpha1";
+
+/// The namespace of a resource that names none, as in Kubernetes.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_string()
+}
+
+/// Just enough of a document to know what it is; read first, before the full parse.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeHeader {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+/// A logical service and its instances.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshService {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: MeshServiceSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshServiceSpec {
+    /// The SPIFFE id its instances must present.
+    pub identity: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Static instances; registered ones are added to these.
+    #[serde(default)]
+    pub endpoints: Vec<StaticEndpoint>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 or HTTP/2, detected.
+    #[default]
+    Http,
+    Grpc,
+    Tcp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEndpoint {
+    /// `ip:port` of the instance's sidecar inbound port.
+    pub address: String,
+}
