@@ -29,6 +29,14 @@ impl WorkloadKey {
         Ok(params.serialize_request(&self.key)?.pem()?)
     }
 
+    /// A PEM CSR naming no identity: the CA signs the identity the caller proves (token or
+    /// current certificate), so a sidecar need not know its own identity beforehand.
+    pub fn csr_pem_without_identity(&self) -> Result<String, Error> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        Ok(params.serialize_request(&self.key)?.pem()?)
+    }
+
     /// The rustls signing key with its chain; fails if the chain is not for this key.
     pub fn certified_key(
         &self,

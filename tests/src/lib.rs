@@ -1,1 +1,12 @@
-//! placeholder
+//! The end-to-end harness: a real mesh on loopback (the `outrigger` and `outrigger-proxy`
+//! binaries as child processes), tiny apps behind the sidecars, and real clients.
+
+pub mod apps;
+pub mod client;
+pub mod mesh;
+pub mod process;
+
+pub use apps::EchoApp;
+pub use client::{Http1, Reply, get_h1, get_h1_absolute, get_h2, get_h2_tls, tls_client};
+pub use mesh::{Mesh, START_LIMIT, Sidecar};
+pub use process::{Process, bin, eventually, free_port, loopback, run};

@@ -1,0 +1,123 @@
+//! The admin listener: `/live`, `/ready` (a certificate and a config are held),
+//! `/metrics` (Prometheus text) and `/config` (what the proxy enforces now, as JSON).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::discovery::Discovery;
+use crate::identity::Identity;
+use crate::metrics::Registry;
+use crate::serve::{Drain, accept_loop, http_builder};
+
+pub struct Admin {
+    pub identity: Arc<Identity>,
+    pub discovery: Arc<Discovery>,
+    pub metrics: Arc<Registry>,
+}
+
+impl Admin {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Drain) {
+        let builder = Arc::new(http_builder());
+        // Admin connections are scrapes and probes: no need to wait for them on shutdown.
+        accept_loop(
+            listener,
+            drain,
+            Duration::ZERO,
+            "admin",
+            move |stream, _peer, watcher| {
+                let (this, builder) = (self.clone(), builder.clone());
+                async move {
+                    let service = service_fn(move |req| {
+                        let this = this.clone();
+                        async move { Ok::<_, Infallible>(this.handle(&req)) }
+                    });
+                    let _ = watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await;
+                }
+            },
+        )
+        .await;
+    }
+
+    fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        }
+        match req.uri().path() {
+            "/live" => text(StatusCode::OK, "live\n"),
+            "/ready" => self.ready(),
+            "/metrics" => {
+                let mut response = text(StatusCode::OK, self.metrics.render());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/config" => self.config(),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /live, /ready, /metrics, /config\n",
+            ),
+        }
+    }
+
+    fn ready(&self) -> Response<Full<Bytes>> {
+        match (self.identity.has_certificate(), self.discovery.has_config()) {
+            (true, true) => text(StatusCode::OK, "ready\n"),
+            (false, _) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no certificate yet\n",
+            ),
+            (true, false) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no config yet\n",
+            ),
+        }
+    }
+
+    fn config(&self) -> Response<Full<Bytes>> {
+        let table = self.discovery.table();
+        let services: Vec<_> = table
+            .targets
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "namespace": t.namespace,
+                    "identity": t.identity.as_str(),
+                    "endpoints": t.endpoints.iter().map(|e| e.addr().to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "identity": self.identity.id().map(|id| id.as_str()),
+            "certificate_expires_at": self.identity.expires_at(),
+            "config_version": table.version,
+            "services": services,
+        });
+        let mut response = text(StatusCode::OK, body.to_string());
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,157 @@
+//! Putting the proxy together: read the start-up files, bind the three listeners (so that
+//! a port in use fails at once, by name), then run identity, discovery and the servers
+//! until shutdown, and drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use outrigger_certs::TrustBundle;
+use tokio::net::TcpListener;
+
+use crate::Error;
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::control::{ControlPlaneClient, watch};
+use crate::discovery::Discovery;
+use crate::identity::{Identity, certify};
+use crate::inbound::{AppClient, Inbound};
+use crate::metrics::{Direction, Registry};
+use crate::outbound::Outbound;
+use crate::serve::{bind, drain};
+
+/// A proxy whose listeners are bound, ready to run.
+pub struct Proxy {
+    config: Config,
+    token: String,
+    bundle: Arc<TrustBundle>,
+    inbound: TcpListener,
+    outbound: TcpListener,
+    admin: TcpListener,
+}
+
+impl Proxy {
+    /// Reads the trust anchors and the token, and binds the listeners.
+    pub async fn bind(config: Config) -> Result<Self, Error> {
+        let anchors = read(
+            &config.trust_anchors,
+            "trust anchors (OUTRIGGER_TRUST_ANCHORS)",
+        )?;
+        let bundle = TrustBundle::from_pem(&anchors).map_err(|e| Error::File {
+            what: "trust anchors (OUTRIGGER_TRUST_ANCHORS)",
+            path: config.trust_anchors.clone(),
+            reason: e.to_string(),
+        })?;
+        let token = read(&config.token_file, "bootstrap token (OUTRIGGER_TOKEN_FILE)")?
+            .trim()
+            .to_string();
+        if token.is_empty() {
+            return Err(Error::File {
+                what: "bootstrap token (OUTRIGGER_TOKEN_FILE)",
+                path: config.token_file.clone(),
+                reason: "file is empty".into(),
+            });
+        }
+        let admin = bind(config.admin_addr, "admin (OUTRIGGER_ADMIN_ADDR)").await?;
+        let outbound = bind(config.outbound_addr, "outbound (OUTRIGGER_OUTBOUND_ADDR)").await?;
+        let inbound = bind(config.inbound_addr, "inbound (OUTRIGGER_INBOUND_ADDR)").await?;
+        Ok(Proxy {
+            config,
+            token,
+            bundle,
+            inbound,
+            outbound,
+            admin,
+        })
+    }
+
+    pub fn inbound_addr(&self) -> SocketAddr {
+        local(&self.inbound)
+    }
+    pub fn outbound_addr(&self) -> SocketAddr {
+        local(&self.outbound)
+    }
+    pub fn admin_addr(&self) -> SocketAddr {
+        local(&self.admin)
+    }
+
+    /// Runs until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish (up to the grace period).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let config = self.config;
+        let metrics = Registry::new();
+        let identity = Identity::new(self.bundle, &config.trust_domain, metrics.clone());
+        let cp = Arc::new(ControlPlaneClient::new(
+            config.control_plane_authority(),
+            &config.trust_domain,
+            identity.bundle.clone(),
+            identity.certs.clone(),
+        )?);
+        let discovery = Discovery::new(identity.clone(), metrics.clone(), config.connect_timeout);
+        let service_label = config.service.clone().unwrap_or_else(|| "app".to_string());
+        let app = config.app_addr.map(|addr| {
+            AppClient::new(
+                addr,
+                config.app_protocol,
+                config.connect_timeout,
+                metrics.clone(),
+            )
+        });
+        let inbound = Inbound::new(
+            &identity,
+            app,
+            metrics.service(Direction::Inbound, &service_label),
+            metrics.clone(),
+        )?;
+        let outbound = Outbound::new(discovery.clone(), &metrics);
+        let admin = Arc::new(Admin {
+            identity: identity.clone(),
+            discovery: discovery.clone(),
+            metrics: metrics.clone(),
+        });
+
+        tracing::info!(
+            inbound = %local(&self.inbound),
+            outbound = %local(&self.outbound),
+            admin = %local(&self.admin),
+            control_plane = cp.authority(),
+            "outrigger-proxy listening"
+        );
+        let background = [
+            tokio::spawn(certify(cp.clone(), identity.clone(), self.token)),
+            tokio::spawn(watch::follow(cp, identity.clone(), discovery)),
+        ];
+        let (signal, drain) = drain();
+        let grace = config.shutdown_grace;
+        let servers = [
+            tokio::spawn(inbound.serve(self.inbound, drain.clone(), grace)),
+            tokio::spawn(outbound.serve(self.outbound, drain.clone(), grace)),
+            tokio::spawn(admin.serve(self.admin, drain)),
+        ];
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        signal.start();
+        for server in servers {
+            let _ = server.await;
+        }
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("drained; exiting");
+        Ok(())
+    }
+}
+
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has a local address")
+}
+
+fn read(path: &std::path::Path, what: &'static str) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::File {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}

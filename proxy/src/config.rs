@@ -1,0 +1,148 @@
+//! The proxy's configuration: environment variables, each with a flag equivalent, parsed
+//! once at start into strong types. A bad value is named with its variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Outrigger sidecar proxy.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "outrigger-proxy", version, about)]
+pub struct Config {
+    /// Control plane API address (`host:port`, `https://` optional).
+    #[arg(
+        long,
+        env = "OUTRIGGER_CONTROL_PLANE",
+        default_value = "127.0.0.1:8443"
+    )]
+    pub control_plane: String,
+
+    /// PEM file with the mesh's trust anchors (from `outrigger ca init`).
+    #[arg(long, env = "OUTRIGGER_TRUST_ANCHORS")]
+    pub trust_anchors: PathBuf,
+
+    /// File holding the bootstrap token (from `outrigger token create`).
+    #[arg(long, env = "OUTRIGGER_TOKEN_FILE")]
+    pub token_file: PathBuf,
+
+    /// Trust domain of the mesh; the control plane must present
+    /// `spiffe://<trust-domain>/ns/outrigger/sa/control-plane`.
+    #[arg(long, env = "OUTRIGGER_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+
+    /// The MeshService this proxy's app is an instance of (`name` or `namespace/name`).
+    #[arg(long, env = "OUTRIGGER_SERVICE")]
+    pub service: Option<String>,
+
+    /// Where the local app listens; inbound requests go there.
+    #[arg(long, env = "OUTRIGGER_APP_ADDR")]
+    pub app_addr: Option<SocketAddr>,
+
+    /// How to speak to the app: `auto` (as the caller spoke), `http1` or `http2`.
+    #[arg(long, env = "OUTRIGGER_APP_PROTOCOL", default_value = "auto")]
+    pub app_protocol: AppProtocol,
+
+    /// Inbound listener: mTLS from other sidecars.
+    #[arg(long, env = "OUTRIGGER_INBOUND_ADDR", default_value = "0.0.0.0:4143")]
+    pub inbound_addr: SocketAddr,
+
+    /// Outbound listener: plain HTTP from the local app.
+    #[arg(
+        long,
+        env = "OUTRIGGER_OUTBOUND_ADDR",
+        default_value = "127.0.0.1:4140"
+    )]
+    pub outbound_addr: SocketAddr,
+
+    /// Admin listener: /live, /ready, /metrics, /config.
+    #[arg(long, env = "OUTRIGGER_ADMIN_ADDR", default_value = "127.0.0.1:4191")]
+    pub admin_addr: SocketAddr,
+
+    /// Worker threads. One by default: a sidecar's budget is a slice of one core.
+    #[arg(long, env = "OUTRIGGER_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
+
+    /// Connect timeout towards peers and the app.
+    #[arg(long, env = "OUTRIGGER_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// How long SIGTERM waits for in-flight requests before exiting anyway.
+    #[arg(long, env = "OUTRIGGER_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// How the inbound side speaks to the app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppProtocol {
+    /// The protocol the calling app used (carried across the mesh hop).
+    Auto,
+    Http1,
+    Http2,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    outrigger_api::parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl Config {
+    /// `host:port` of the control plane, without any scheme.
+    pub fn control_plane_authority(&self) -> &str {
+        let cp = self.control_plane.as_str();
+        cp.strip_prefix("https://")
+            .unwrap_or(cp)
+            .trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let config = Config::try_parse_from([
+            "outrigger-proxy",
+            "--trust-anchors",
+            "ta.pem",
+            "--token-file",
+            "token",
+        ])
+        .unwrap();
+        assert_eq!(config.inbound_addr.to_string(), "0.0.0.0:4143");
+        assert_eq!(config.outbound_addr.to_string(), "127.0.0.1:4140");
+        assert_eq!(config.admin_addr.to_string(), "127.0.0.1:4191");
+        assert_eq!(config.workers, 1);
+        assert_eq!(config.connect_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        for (flag, value) in [
+            ("--admin-addr", "localhost"),
+            ("--workers", "0"),
+            ("--connect-timeout", "5"),
+            ("--app-protocol", "spdy"),
+        ] {
+            let parsed = Config::try_parse_from([
+                "outrigger-proxy",
+                "--trust-anchors",
+                "ta.pem",
+                "--token-file",
+                "t",
+                flag,
+                value,
+            ]);
+            assert!(parsed.is_err(), "{flag} {value}");
+        }
+    }
+
+    #[test]
+    fn control_plane_scheme_is_optional() {
+        let mut config =
+            Config::try_parse_from(["p", "--trust-anchors", "a", "--token-file", "t"]).unwrap();
+        config.control_plane = "https://cp.example:8443/".into();
+        assert_eq!(config.control_plane_authority(), "cp.example:8443");
+    }
+}

@@ -1,0 +1,323 @@
+//! The proxy's metrics. Handles are resolved once per service (when discovery builds a
+//! target), so a request only touches atomics and one uncontended histogram lock; the
+//! Prometheus text is produced at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::error::ErrorCode;
+
+/// Bucket bounds of `request_duration_seconds`, in seconds.
+const BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const FIRST_STATUS: usize = 100;
+const STATUS_SLOTS: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// Request metrics of one (direction, service).
+pub struct ServiceMetrics {
+    direction: Direction,
+    service: String,
+    /// Upstream responses by status code (100..=599), one slot each: no map, no lock.
+    statuses: Box<[AtomicU64]>,
+    /// Responses the proxy made, by [`ErrorCode::index`].
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+    /// Microseconds, 1µs to 1h at 3 significant digits: exact enough to merge across sidecars.
+    latency: Mutex<Histogram<u64>>,
+    inflight: AtomicI64,
+}
+
+impl ServiceMetrics {
+    fn new(direction: Direction, service: &str) -> Self {
+        ServiceMetrics {
+            direction,
+            service: service.to_string(),
+            statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds"),
+            ),
+            inflight: AtomicI64::new(0),
+        }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    pub fn start(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Relaxed);
+        InflightGuard(self.clone())
+    }
+
+    /// Records the upstream's answer.
+    pub fn record_status(&self, status: u16, elapsed: Duration) {
+        if let Some(slot) = (status as usize)
+            .checked_sub(FIRST_STATUS)
+            .and_then(|i| self.statuses.get(i))
+        {
+            slot.fetch_add(1, Relaxed);
+        }
+        self.record_latency(elapsed);
+    }
+
+    /// Records a response the proxy made itself.
+    pub fn record_error(&self, code: ErrorCode, elapsed: Duration) {
+        self.errors[code.index()].fetch_add(1, Relaxed);
+        self.record_latency(elapsed);
+    }
+
+    fn record_latency(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut histogram) = self.latency.lock() {
+            histogram.saturating_record(micros);
+        }
+    }
+}
+
+/// Decrements the in-flight gauge when the request ends, however it ends.
+pub struct InflightGuard(Arc<ServiceMetrics>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Everything the proxy counts. Created once in `main` and handed down.
+#[derive(Default)]
+pub struct Registry {
+    services: Mutex<Vec<Arc<ServiceMetrics>>>,
+    pub tls_handshakes_ok: AtomicU64,
+    pub tls_handshakes_failed: AtomicU64,
+    pub certificate_expiry: AtomicI64,
+    pub config_version: AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The handle for (direction, service), made on first use. Called when targets are
+    /// built, not per request.
+    pub fn service(&self, direction: Direction, service: &str) -> Arc<ServiceMetrics> {
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = services
+            .iter()
+            .find(|m| m.direction == direction && m.service == service)
+        {
+            return found.clone();
+        }
+        let created = Arc::new(ServiceMetrics::new(direction, service));
+        services.push(created.clone());
+        created
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let services = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut out = String::with_capacity(4096);
+        render_requests(&mut out, &services);
+        render_latency(&mut out, &services);
+        header(
+            &mut out,
+            "inflight_requests",
+            "gauge",
+            "Requests in flight.",
+        );
+        for m in &services {
+            let _ = writeln!(
+                out,
+                "outrigger_inflight_requests{{direction=\"{}\",service=\"{}\"}} {}",
+                m.direction.as_str(),
+                escape(&m.service),
+                m.inflight.load(Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "tls_handshakes_total",
+            "counter",
+            "mTLS handshakes with peers, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_tls_handshakes_total{{result=\"ok\"}} {}",
+            self.tls_handshakes_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_tls_handshakes_total{{result=\"error\"}} {}",
+            self.tls_handshakes_failed.load(Relaxed)
+        );
+        header(
+            &mut out,
+            "certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the current workload certificate expires (Unix time).",
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_certificate_expiry_timestamp_seconds {}",
+            self.certificate_expiry.load(Relaxed)
+        );
+        header(
+            &mut out,
+            "config_version",
+            "gauge",
+            "Version of the configuration applied.",
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_config_version {}",
+            self.config_version.load(Relaxed)
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP outrigger_{name} {help}");
+    let _ = writeln!(out, "# TYPE outrigger_{name} {kind}");
+}
+
+fn render_requests(out: &mut String, services: &[Arc<ServiceMetrics>]) {
+    header(
+        out,
+        "requests_total",
+        "counter",
+        "Requests answered, by status and mesh error.",
+    );
+    for m in services {
+        let (dir, svc) = (m.direction.as_str(), escape(&m.service));
+        for (i, count) in m.statuses.iter().enumerate() {
+            let count = count.load(Relaxed);
+            if count > 0 {
+                let code = i + FIRST_STATUS;
+                let _ = writeln!(
+                    out,
+                    "outrigger_requests_total{{direction=\"{dir}\",service=\"{svc}\",status_code=\"{code}\",error=\"\"}} {count}"
+                );
+            }
+        }
+        for code in ErrorCode::ALL {
+            let count = m.errors[code.index()].load(Relaxed);
+            if count > 0 {
+                let _ = writeln!(
+                    out,
+                    "outrigger_requests_total{{direction=\"{dir}\",service=\"{svc}\",status_code=\"{}\",error=\"{}\"}} {count}",
+                    code.status().as_u16(),
+                    code.as_str()
+                );
+            }
+        }
+    }
+}
+
+fn render_latency(out: &mut String, services: &[Arc<ServiceMetrics>]) {
+    header(
+        out,
+        "request_duration_seconds",
+        "histogram",
+        "Time to the response's headers, as seen by this proxy.",
+    );
+    for m in services {
+        let (dir, svc) = (m.direction.as_str(), escape(&m.service));
+        // Copy out under the lock, format outside it.
+        let Ok(histogram) = m.latency.lock().map(|h| h.clone()) else {
+            continue;
+        };
+        let labels = format!("direction=\"{dir}\",service=\"{svc}\"");
+        for bound in BUCKETS {
+            let count = histogram.count_between(0, (bound * 1e6) as u64);
+            let _ = writeln!(
+                out,
+                "outrigger_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+            );
+        }
+        let total = histogram.len();
+        let sum = histogram.mean() * total as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "outrigger_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_request_duration_seconds_sum{{{labels}}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_request_duration_seconds_count{{{labels}}} {total}"
+        );
+    }
+}
+
+/// Label values are escaped per the exposition format.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_errors_and_buckets() {
+        let registry = Registry::new();
+        let m = registry.service(Direction::Outbound, "payments.shop");
+        assert!(Arc::ptr_eq(
+            &m,
+            &registry.service(Direction::Outbound, "payments.shop")
+        ));
+        m.record_status(200, Duration::from_micros(700));
+        m.record_status(200, Duration::from_millis(3));
+        m.record_error(ErrorCode::NoEndpoints, Duration::from_micros(10));
+        let text = registry.render();
+        assert!(text.contains(
+            "outrigger_requests_total{direction=\"outbound\",service=\"payments.shop\",status_code=\"200\",error=\"\"} 2"
+        ));
+        assert!(text.contains("status_code=\"503\",error=\"no-endpoints\"} 1"));
+        assert!(text.contains("le=\"0.001\"} 2"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 3"));
+    }
+
+    #[test]
+    fn inflight_guard_decrements() {
+        let registry = Registry::new();
+        let m = registry.service(Direction::Inbound, "a");
+        let guard = m.start();
+        assert_eq!(m.inflight.load(Relaxed), 1);
+        drop(guard);
+        assert_eq!(m.inflight.load(Relaxed), 0);
+    }
+}

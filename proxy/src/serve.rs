@@ -1,0 +1,104 @@
+//! Accept loops with graceful drain, shared by the inbound, outbound and admin listeners.
+//! On shutdown a listener stops accepting at once; its connections finish the requests
+//! they have in flight and then close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Tells every listener to stop accepting; cloned into each accept loop.
+#[derive(Clone)]
+pub struct Drain(watch::Receiver<bool>);
+
+/// The sending half of [`Drain`].
+pub struct DrainSignal(watch::Sender<bool>);
+
+pub fn drain() -> (DrainSignal, Drain) {
+    let (tx, rx) = watch::channel(false);
+    (DrainSignal(tx), Drain(rx))
+}
+
+impl DrainSignal {
+    pub fn start(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Drain {
+    /// Resolves once draining has started.
+    pub async fn signaled(&mut self) {
+        let _ = self.0.wait_for(|draining| *draining).await;
+    }
+}
+
+/// Binds a listener, naming the address and the role in the error.
+pub async fn bind(addr: SocketAddr, role: &str) -> Result<TcpListener, crate::Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::Error::Bind {
+            role: role.to_string(),
+            addr,
+            source,
+        })
+}
+
+/// The HTTP server builder: HTTP/1.1 and HTTP/2 (prior knowledge), detected per connection.
+pub fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new());
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(Some(1024));
+    builder
+}
+
+/// Runs an accept loop until draining starts, then waits up to `grace` for the
+/// connections it accepted. `on_conn` serves one connection; it gets a watcher so that the
+/// connection's own shutdown is graceful.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    mut drain: Drain,
+    grace: Duration,
+    role: &'static str,
+    on_conn: F,
+) where
+    F: Fn(TcpStream, SocketAddr, hyper_util::server::graceful::Watcher) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(on_conn(stream, peer, graceful.watcher()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, role, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = drain.signaled() => break,
+        }
+    }
+    drop(listener);
+    tracing::debug!(role, "stopped accepting; draining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            role,
+            ?grace,
+            "connections still open after the grace period"
+        );
+    }
+}

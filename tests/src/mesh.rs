@@ -1,0 +1,223 @@
+//! A mesh on loopback for one test: a CA in a temp dir, MeshService YAML, the real control
+//! plane and real sidecars as child processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::client::get_h1;
+use crate::process::{Process, bin, eventually, free_port, loopback, run};
+
+/// Upper bound for a process to become ready; only a broken build waits this long.
+pub const START_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct Mesh {
+    dir: tempfile::TempDir,
+    pub cp_api: SocketAddr,
+    pub cp_http: SocketAddr,
+    cert_ttl: String,
+    control_plane: Option<Process>,
+}
+
+impl Mesh {
+    /// A fresh CA; the control plane starts with [`Mesh::start_control_plane`] once the
+    /// services are written.
+    pub fn new() -> Mesh {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mesh = Mesh {
+            cp_api: loopback(free_port()),
+            cp_http: loopback(free_port()),
+            cert_ttl: "24h".to_string(),
+            control_plane: None,
+            dir,
+        };
+        std::fs::create_dir_all(mesh.policy_dir()).expect("policy dir");
+        let (status, _, stderr) = run(
+            "outrigger",
+            &[
+                "ca",
+                "init",
+                "--data-dir",
+                mesh.data_dir().to_str().expect("utf-8 path"),
+            ],
+        );
+        assert!(status.success(), "ca init: {stderr}");
+        mesh
+    }
+
+    /// Workload certificates of this lifetime (e.g. "4s" to watch rotations).
+    pub fn cert_ttl(mut self, ttl: &str) -> Mesh {
+        self.cert_ttl = ttl.to_string();
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root().join("data")
+    }
+    pub fn policy_dir(&self) -> PathBuf {
+        self.root().join("policy")
+    }
+    pub fn trust_anchor(&self) -> PathBuf {
+        self.data_dir().join("ca").join("trust-anchor.pem")
+    }
+
+    /// Writes a MeshService whose instances present `identity` ("ns/sa").
+    pub fn add_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        endpoints: &[SocketAddr],
+    ) {
+        let endpoints: String = endpoints
+            .iter()
+            .map(|e| format!("    - address: {e}\n"))
+            .collect();
+        let (ns, sa) = identity.split_once('/').expect("identity as ns/sa");
+        let yaml = format!(
+            "apiVersion: outrigger.dev/v1alpha1\nkind: MeshService\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  identity: spiffe://cluster.local/ns/{ns}/sa/{sa}\n  protocol: http\n  endpoints:\n{endpoints}"
+        );
+        let path = self.policy_dir().join(format!("{namespace}-{name}.yaml"));
+        std::fs::write(path, yaml).expect("write MeshService");
+    }
+
+    pub async fn start_control_plane(&mut self) {
+        let mut command = Command::new(bin("outrigger"));
+        command
+            .arg("control-plane")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--policy-dir")
+            .arg(self.policy_dir())
+            .arg("--listen")
+            .arg(self.cp_api.to_string())
+            .arg("--http")
+            .arg(self.cp_http.to_string())
+            .arg("--cert-ttl")
+            .arg(&self.cert_ttl);
+        self.control_plane = Some(Process::spawn("control-plane", command, self.root()));
+        let http = self.cp_http;
+        eventually("control plane ready", START_LIMIT, || async move {
+            matches!(get_h1(http, "localhost", "/ready").await, Ok(r) if r.status == 200)
+        })
+        .await;
+    }
+
+    /// Kills the control plane at once, as a crash would.
+    pub fn kill_control_plane(&mut self) {
+        if let Some(mut cp) = self.control_plane.take() {
+            cp.kill();
+        }
+    }
+
+    /// A bootstrap token for "ns/sa", in a file, as a sidecar is given it.
+    pub fn token_file(&self, identity: &str) -> PathBuf {
+        let (status, stdout, stderr) = run(
+            "outrigger",
+            &[
+                "token",
+                "create",
+                "--data-dir",
+                self.data_dir().to_str().expect("utf-8 path"),
+                "--identity",
+                identity,
+            ],
+        );
+        assert!(status.success(), "token create: {stderr}");
+        let path = self
+            .root()
+            .join(format!("token-{}", identity.replace('/', "-")));
+        std::fs::write(&path, stdout.trim()).expect("write token");
+        path
+    }
+
+    /// Starts a sidecar with a token for `identity` ("ns/sa") and waits until it is ready.
+    pub async fn sidecar(
+        &self,
+        name: &str,
+        identity: &str,
+        app: Option<SocketAddr>,
+        inbound_port: u16,
+    ) -> Sidecar {
+        let sidecar = self.spawn_sidecar(name, identity, app, inbound_port, &[]);
+        sidecar.wait_ready().await;
+        sidecar
+    }
+
+    /// Starts a sidecar without waiting; `env` adds or overrides variables.
+    pub fn spawn_sidecar(
+        &self,
+        name: &str,
+        identity: &str,
+        app: Option<SocketAddr>,
+        inbound_port: u16,
+        env: &[(&str, &str)],
+    ) -> Sidecar {
+        let (outbound, admin) = (loopback(free_port()), loopback(free_port()));
+        let inbound = loopback(inbound_port);
+        let mut command = Command::new(bin("outrigger-proxy"));
+        command
+            .env("OUTRIGGER_CONTROL_PLANE", self.cp_api.to_string())
+            .env("OUTRIGGER_TRUST_ANCHORS", self.trust_anchor())
+            .env("OUTRIGGER_TOKEN_FILE", self.token_file(identity))
+            .env("OUTRIGGER_SERVICE", name)
+            .env("OUTRIGGER_INBOUND_ADDR", inbound.to_string())
+            .env("OUTRIGGER_OUTBOUND_ADDR", outbound.to_string())
+            .env("OUTRIGGER_ADMIN_ADDR", admin.to_string());
+        if let Some(app) = app {
+            command.env("OUTRIGGER_APP_ADDR", app.to_string());
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Sidecar {
+            process: Process::spawn(&format!("sidecar-{name}"), command, self.root()),
+            inbound,
+            outbound,
+            admin,
+        }
+    }
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Sidecar {
+    pub process: Process,
+    pub inbound: SocketAddr,
+    pub outbound: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Sidecar {
+    pub async fn wait_ready(&self) {
+        let admin = self.admin;
+        eventually("sidecar ready", START_LIMIT, || async move {
+            matches!(get_h1(admin, "localhost", "/ready").await, Ok(r) if r.status == 200)
+        })
+        .await;
+    }
+
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        get_h1(self.admin, "localhost", "/metrics")
+            .await
+            .expect("scrape metrics")
+            .body
+    }
+
+    /// One sample's value from `/metrics`, by its full series text.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+}
