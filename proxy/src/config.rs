@@ -87,6 +87,33 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// One line saying what is wrong with the configuration, naming both the flag and the
+    /// environment variable (clap alone names only the flag, over several lines).
+    pub fn explain(error: &clap::Error) -> String {
+        use clap::CommandFactory;
+        let text = error.render().to_string();
+        let command = Config::command();
+        let named: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let long = arg.get_long()?;
+                let env = arg.get_env()?.to_str()?;
+                text.contains(&format!("--{long} <"))
+                    .then(|| format!("--{long} / {env}"))
+            })
+            .collect();
+        if error.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+            return format!("missing required setting: {}", named.join(", "));
+        }
+        let first = text.lines().next().unwrap_or_default();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        if named.is_empty() {
+            first.to_string()
+        } else {
+            format!("{first} (set by {})", named.join(", "))
+        }
+    }
+
     /// `host:port` of the control plane, without any scheme.
     pub fn control_plane_authority(&self) -> &str {
         let cp = self.control_plane.as_str();
@@ -136,6 +163,28 @@ mod tests {
             ]);
             assert!(parsed.is_err(), "{flag} {value}");
         }
+    }
+
+    #[test]
+    fn explains_errors_with_the_environment_variable() {
+        let error = Config::try_parse_from([
+            "p",
+            "--trust-anchors",
+            "a",
+            "--token-file",
+            "t",
+            "--admin-addr",
+            "x",
+        ])
+        .unwrap_err();
+        let line = Config::explain(&error);
+        assert!(line.contains("OUTRIGGER_ADMIN_ADDR"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let missing = Config::explain(&Config::try_parse_from(["p"]).unwrap_err());
+        assert!(
+            missing.contains("OUTRIGGER_TRUST_ANCHORS") && missing.contains("OUTRIGGER_TOKEN_FILE"),
+            "{missing}"
+        );
     }
 
     #[test]
