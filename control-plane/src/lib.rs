@@ -1,1 +1,17 @@
-//! placeholder
+//! Outrigger's control plane: the CA that issues sidecars their certificates, the policy
+//! store they watch, and the pieces of the `outrigger` CLI. Everything here is usable
+//! in-process (no global state, no `exit`): `outrigger demo` and the tests run a
+//! [`Server`] directly.
+
+pub mod ca_init;
+pub mod demo;
+pub mod metrics;
+pub mod policy;
+pub mod server;
+pub mod snapshot;
+pub mod token;
+pub mod watchers;
+
+pub use server::{ServeConfig, ServeError, Server, control_plane_identity};
+pub use snapshot::SnapshotPublisher;
+pub use token::{TokenError, TokenKey};

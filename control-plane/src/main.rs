@@ -1,1 +1,114 @@
-fn main() {}
+//! `outrigger`: initialise the CA, mint bootstrap tokens, run the control plane.
+//! Every fatal error is one `error: ...` line on stderr and exit code 1.
+
+mod cli;
+
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::Parser as _;
+use outrigger_certs::SpiffeId;
+use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init, demo};
+
+use crate::cli::{CaCommand, CaInitArgs, Cli, Command, DemoArgs, TokenCommand, TokenCreateArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own report; its parts' logs would drown it unless asked for.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colour codes would end up in log files and in the tests' parsing.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let result = match cli.command {
+        Command::Ca(CaCommand::Init(args)) => run_ca_init(args),
+        Command::Token(TokenCommand::Create(args)) => run_token_create(args),
+        Command::ControlPlane(args) => run_control_plane(args.into_config()),
+        Command::Demo(args) => run_demo(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_ca_init(args: CaInitArgs) -> Result<(), String> {
+    let paths = ca_init::init(&args.data_dir, &args.trust_domain).map_err(|e| e.to_string())?;
+    println!(
+        "CA for trust domain {} created in {}",
+        args.trust_domain,
+        paths.dir().display()
+    );
+    println!(
+        "trust anchor: {} (every sidecar needs this file)",
+        paths.trust_anchor().display()
+    );
+    Ok(())
+}
+
+/// Prints the token alone, so that `TOKEN=$(outrigger token create ...)` works.
+fn run_token_create(args: TokenCreateArgs) -> Result<(), String> {
+    if args.ttl.is_zero() {
+        return Err("--ttl must be more than 0".into());
+    }
+    let key = TokenKey::load(&args.data_dir).map_err(|e| e.to_string())?;
+    let id = SpiffeId::from_short(key.trust_domain(), &args.identity)
+        .map_err(|e| format!("--identity: {e}"))?;
+    println!("{}", key.mint(&id, SystemTime::now() + args.ttl));
+    Ok(())
+}
+
+fn run_control_plane(config: ServeConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        server
+            .run(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn run_demo(args: DemoArgs) -> Result<(), String> {
+    let options = demo::DemoOptions {
+        requests: args.requests,
+        once: args.once,
+        any_ports: args.any_ports,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime
+        .block_on(demo::run(options, shutdown_signal()))
+        .map_err(|e| e.to_string())
+}
+
+/// Completes on SIGTERM (Kubernetes, systemd) or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutdown signal received; draining");
+}

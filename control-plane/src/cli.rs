@@ -1,0 +1,109 @@
+//! The `outrigger` binary's command line (clap). Part of the binary, not the library:
+//! the library takes typed configs ([`ServeConfig`]), never flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use outrigger_api::parse_duration;
+use outrigger_certs::DEFAULT_TRUST_DOMAIN;
+use outrigger_control_plane::ServeConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "outrigger",
+    version,
+    about = "Outrigger service mesh: control plane and CLI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Manage the mesh CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Manage bootstrap tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run the control plane: certificate API, config stream, health and metrics.
+    ControlPlane(ControlPlaneArgs),
+    /// Run a whole mesh on loopback: control plane, two services with sidecars, traffic.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Requests to send from orders to payments for the report.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Exit after the report instead of running until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
+    /// Use any free ports instead of 8443/8080/4140/4143/4191/... (if those are taken).
+    #[arg(long)]
+    pub any_ports: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Create the trust anchor, the issuer and the token key in DATA_DIR/ca.
+    Init(CaInitArgs),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Print a bootstrap token for one identity (and nothing else) on stdout.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Args)]
+pub struct CaInitArgs {
+    #[arg(long, env = "OUTRIGGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+}
+
+#[derive(Args)]
+pub struct TokenCreateArgs {
+    #[arg(long, env = "OUTRIGGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// NAMESPACE/SERVICE-ACCOUNT.
+    #[arg(long)]
+    pub identity: String,
+    /// How long the token can be used (e.g. 10m, 1h).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+#[derive(Args)]
+pub struct ControlPlaneArgs {
+    #[arg(long, env = "OUTRIGGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "OUTRIGGER_POLICY_DIR")]
+    pub policy_dir: PathBuf,
+    /// HTTPS API for sidecars.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Plain HTTP: /live, /ready, /metrics.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Lifetime of issued certificates (renewed at 70%).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub cert_ttl: Duration,
+}
+
+impl ControlPlaneArgs {
+    pub fn into_config(self) -> ServeConfig {
+        ServeConfig {
+            listen: self.listen,
+            http: self.http,
+            cert_ttl: self.cert_ttl,
+            ..ServeConfig::new(self.data_dir, self.policy_dir)
+        }
+    }
+}

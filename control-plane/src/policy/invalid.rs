@@ -1,0 +1,48 @@
+//! A problem in one document, located at a line of its file; and the conversion from
+//! serde-saphyr's errors, whose lines count from the start of the document.
+
+use serde_saphyr::Location;
+
+use super::documents::Document;
+
+/// What is wrong, and on which line of the file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub line: u64,
+    pub message: String,
+}
+
+impl Invalid {
+    /// A problem at `location` inside `doc`; at the document's start if the parser did not
+    /// say where.
+    pub fn at(doc: &Document<'_>, location: Option<Location>, message: impl Into<String>) -> Self {
+        let line = match location.map(|l| l.line()) {
+            Some(line) if line > 0 => doc.line_offset + line,
+            _ => doc.first_content_line(),
+        };
+        Invalid {
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// A YAML syntax or shape error (unknown field, wrong type, missing field).
+    pub fn yaml(doc: &Document<'_>, err: &serde_saphyr::Error) -> Self {
+        Invalid::at(doc, err.location(), plain_message(err))
+    }
+}
+
+/// serde-saphyr's message without its own location suffix (ours, with the file's real
+/// line, goes in front) and on one line.
+fn plain_message(err: &serde_saphyr::Error) -> String {
+    let options = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
+    let rendered = err.render_with_options(options);
+    let first = rendered.lines().next().unwrap_or_default();
+    let trimmed = match first.rfind(" at line ") {
+        Some(at) => &first[..at],
+        None => first,
+    };
+    trimmed.trim().to_string()
+}

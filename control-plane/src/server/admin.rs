@@ -1,0 +1,36 @@
+//! The plain-HTTP port (`--http`): liveness, readiness and the control plane's metrics.
+//! (The dashboard and `/api/stats` join it in later issues.)
+
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::Shared;
+use super::body::{RespBody, whole};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBody> {
+    if !matches!(req.method(), &Method::GET | &Method::HEAD) {
+        let mut response = whole(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match req.uri().path() {
+        "/live" => whole(StatusCode::OK, TEXT, "live\n"),
+        // Ready once the CA and the policy are loaded and both listeners are serving;
+        // not ready again while shutting down, so that traffic moves elsewhere.
+        "/ready" if shared.ready.load(Ordering::Acquire) => whole(StatusCode::OK, TEXT, "ready\n"),
+        "/ready" => whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n"),
+        "/metrics" => {
+            let version = shared.snapshots.current().version;
+            let text = shared.metrics.render(shared.watchers.count(), version);
+            whole(StatusCode::OK, PROMETHEUS_TEXT, text)
+        }
+        _ => whole(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    }
+}

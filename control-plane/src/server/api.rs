@@ -1,0 +1,22 @@
+//! Routing of the HTTPS API (`--listen`).
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::api_error::ApiFailure;
+use super::body::RespBody;
+use super::{ConnInfo, Shared, certificates, watch};
+
+pub(crate) async fn route(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/certificates") => certificates::handle(shared, conn, req).await,
+        (_, "/v1/certificates") => ApiFailure::MethodNotAllowed("POST").into_response(),
+        (&Method::GET, "/v1/watch") => watch::handle(shared, conn),
+        (_, "/v1/watch") => ApiFailure::MethodNotAllowed("GET").into_response(),
+        _ => ApiFailure::NotFound.into_response(),
+    }
+}

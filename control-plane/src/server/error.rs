@@ -1,0 +1,28 @@
+//! Why the control plane could not start. Each message names what to fix.
+
+use std::net::SocketAddr;
+
+use crate::policy::PolicyError;
+use crate::token::TokenError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Includes "no CA in <dir>: run `outrigger ca init --data-dir <dir>` first".
+    #[error(transparent)]
+    Ca(outrigger_certs::Error),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("cannot issue the control plane's own certificate: {0}")]
+    ServingCert(outrigger_certs::Error),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

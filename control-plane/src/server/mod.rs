@@ -1,0 +1,265 @@
+//! The control-plane server: the HTTPS API for sidecars (`--listen`) and the plain-HTTP
+//! port for health and metrics (`--http`). [`Server::bind`] loads everything and binds
+//! both sockets, so that every start-up error surfaces before anything is served;
+//! [`Server::run`] serves until the given shutdown future completes, then drains.
+
+mod admin;
+mod api;
+mod api_error;
+mod body;
+mod certificates;
+mod conn;
+mod error;
+mod serving_cert;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use outrigger_certs::{Ca, CertStore, ClientIdVerifier, SpiffeId, TrustBundle, server_config};
+use tokio::net::TcpListener;
+use tokio::sync::watch as watch_channel;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+pub use error::ServeError;
+pub use serving_cert::control_plane_identity;
+
+use crate::metrics::Metrics;
+use crate::policy;
+use crate::snapshot::SnapshotPublisher;
+use crate::token::TokenKey;
+use crate::watchers::Watchers;
+
+/// How long shutdown waits for in-flight requests before closing what is left.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the control plane serves, and where.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Holds `ca/` (from `outrigger ca init`).
+    pub data_dir: PathBuf,
+    /// The `*.yaml`/`*.yml` resources to serve.
+    pub policy_dir: PathBuf,
+    /// The HTTPS API for sidecars; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Plain HTTP: `/live`, `/ready`, `/metrics`; port 0 picks a free port.
+    pub http: SocketAddr,
+    /// Lifetime of the certificates issued, the control plane's own included.
+    pub cert_ttl: Duration,
+}
+
+impl ServeConfig {
+    /// The defaults of `outrigger control-plane`: 127.0.0.1:8443, 127.0.0.1:8080, 24h.
+    pub fn new(data_dir: impl Into<PathBuf>, policy_dir: impl Into<PathBuf>) -> Self {
+        ServeConfig {
+            data_dir: data_dir.into(),
+            policy_dir: policy_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cert_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What every connection's handlers share.
+pub(crate) struct Shared {
+    ca: Arc<Ca>,
+    tokens: TokenKey,
+    cert_ttl: Duration,
+    metrics: Metrics,
+    watchers: Arc<Watchers>,
+    snapshots: SnapshotPublisher,
+    /// Turns true when shutdown begins: ends watch streams and background tasks.
+    stopping: watch_channel::Receiver<bool>,
+    ready: AtomicBool,
+}
+
+/// Who is on the other end of one API connection.
+pub(crate) struct ConnInfo {
+    peer: SocketAddr,
+    /// From the client certificate, if one was presented (and so verified).
+    identity: Option<SpiffeId>,
+}
+
+/// A control plane with its CA, policy and sockets ready; not serving until [`Server::run`].
+pub struct Server {
+    shared: Arc<Shared>,
+    api: TcpListener,
+    http: TcpListener,
+    api_addr: SocketAddr,
+    http_addr: SocketAddr,
+    tls: TlsAcceptor,
+    certs: Arc<CertStore>,
+    cert_not_after: i64,
+    stop: watch_channel::Sender<bool>,
+}
+
+impl Server {
+    /// Loads the CA, the token key and the policy dir, issues the serving certificate,
+    /// and binds both sockets.
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        if config.cert_ttl < Duration::from_secs(1) {
+            return Err(ServeError::Config(format!(
+                "certificate TTL {:?} is too short (at least 1s)",
+                config.cert_ttl
+            )));
+        }
+        let ca = Arc::new(Ca::load(&config.data_dir).map_err(ServeError::Ca)?);
+        let tokens = TokenKey::load(&config.data_dir)?;
+        let td = ca.trust_domain().to_string();
+        let policy = policy::load_dir(&config.policy_dir, &td)?;
+        info!(
+            services = policy.services.len(),
+            "loaded policy from {}",
+            config.policy_dir.display()
+        );
+
+        let certs = CertStore::new();
+        let cert_not_after =
+            serving_cert::issue(&ca, config.cert_ttl, &certs).map_err(ServeError::ServingCert)?;
+        let bundle = TrustBundle::from_pem(ca.trust_bundle_pem()).map_err(ServeError::Ca)?;
+        let tls = server_config(
+            certs.clone(),
+            ClientIdVerifier::optional(bundle, &td),
+            &[b"http/1.1"],
+        )
+        .map_err(ServeError::ServingCert)?;
+
+        let (api, api_addr) = bind(config.listen, "API, --listen").await?;
+        let (http, http_addr) = bind(config.http, "HTTP, --http").await?;
+        info!("control-plane API listening on https://{api_addr}");
+        info!("health and metrics listening on http://{http_addr}");
+
+        let (stop, stopping) = watch_channel::channel(false);
+        let shared = Arc::new(Shared {
+            snapshots: SnapshotPublisher::new(ca.trust_bundle_pem().to_string(), policy),
+            ca,
+            tokens,
+            cert_ttl: config.cert_ttl,
+            metrics: Metrics::default(),
+            watchers: Watchers::new(),
+            stopping,
+            ready: AtomicBool::new(false),
+        });
+        Ok(Server {
+            shared,
+            api,
+            http,
+            api_addr,
+            http_addr,
+            tls: TlsAcceptor::from(tls),
+            certs,
+            cert_not_after,
+            stop,
+        })
+    }
+
+    /// The bound API address (the real port when 0 was asked for).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The bound plain-HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The identity the API presents; what clients must expect.
+    pub fn identity(&self) -> Result<SpiffeId, outrigger_certs::SpiffeIdError> {
+        control_plane_identity(self.shared.ca.trust_domain())
+    }
+
+    /// Publishes new configuration to every watcher (live reload, from issue #3 on).
+    pub fn publisher(&self) -> SnapshotPublisher {
+        self.shared.snapshots.clone()
+    }
+
+    /// The proxies connected to the config stream.
+    pub fn watchers(&self) -> Arc<Watchers> {
+        self.shared.watchers.clone()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, ends watch streams,
+    /// lets in-flight requests finish (for up to 10s) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            shared,
+            api,
+            http,
+            tls,
+            certs,
+            cert_not_after,
+            stop,
+            ..
+        } = self;
+        let renewal = tokio::spawn(serving_cert::renew(
+            shared.ca.clone(),
+            shared.cert_ttl,
+            certs,
+            cert_not_after,
+            shared.stopping.clone(),
+        ));
+        let graceful = GracefulShutdown::new();
+        let mut conns = JoinSet::new();
+        shared.ready.store(true, Ordering::Release);
+        info!("control plane ready");
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = api.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        conns.spawn(conn::serve_api(shared.clone(), tls.clone(), tcp, peer, graceful.watcher()));
+                    }
+                    Err(e) => accept_failed("API", e).await,
+                },
+                accepted = http.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        conns.spawn(conn::serve_http(shared.clone(), tcp, peer, graceful.watcher()));
+                    }
+                    Err(e) => accept_failed("HTTP", e).await,
+                },
+                // Reap finished connections so the set does not grow.
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+
+        info!("shutting down: {} open connections", conns.len());
+        shared.ready.store(false, Ordering::Release);
+        drop((api, http));
+        let _ = stop.send(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+        conns.shutdown().await;
+        renewal.abort();
+        info!("control plane stopped");
+        Ok(())
+    }
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let error = |source| ServeError::Bind { addr, what, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
+}
+
+/// Accept fails when the process runs out of file descriptors; pause instead of spinning.
+async fn accept_failed(what: &str, e: std::io::Error) {
+    warn!("{what} accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

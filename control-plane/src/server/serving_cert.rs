@@ -1,0 +1,112 @@
+//! The control plane's own serving certificate: issued by its CA at start for
+//! `spiffe://<td>/ns/outrigger/sa/control-plane` (the identity proxies expect), and
+//! re-issued in the background at 70% of its life. A new certificate is used by the next
+//! handshake; open connections are not touched.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use outrigger_certs::{Ca, CertStore, SpiffeId, SpiffeIdError, WorkloadKey};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// After a failed renewal, try again this soon (the current certificate is still valid).
+const RETRY: Duration = Duration::from_secs(30);
+/// Never spin, whatever the TTL.
+const MIN_WAIT: Duration = Duration::from_secs(1);
+
+/// The identity the control plane serves its API with, in `trust_domain`.
+pub fn control_plane_identity(trust_domain: &str) -> Result<SpiffeId, SpiffeIdError> {
+    SpiffeId::workload(trust_domain, "outrigger", "control-plane")
+}
+
+/// Issues a certificate into `store`; returns its `notAfter` (Unix seconds).
+pub(crate) fn issue(
+    ca: &Ca,
+    ttl: Duration,
+    store: &CertStore,
+) -> Result<i64, outrigger_certs::Error> {
+    let identity = control_plane_identity(ca.trust_domain())?;
+    let key = WorkloadKey::generate()?;
+    let issued = ca.sign_csr(&key.csr_pem(&identity)?, &identity, ttl)?;
+    store.set(key.certified_key(issued.chain)?);
+    Ok(issued.not_after)
+}
+
+/// Re-issues the certificate at 70% of its remaining life until `stopping`.
+pub(crate) async fn renew(
+    ca: Arc<Ca>,
+    ttl: Duration,
+    store: Arc<CertStore>,
+    mut not_after: i64,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = renew_after(not_after, unix_now());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        match issue(&ca, ttl, &store) {
+            Ok(next) => {
+                not_after = next;
+                info!(
+                    expires_at = next,
+                    "renewed the control plane's serving certificate"
+                );
+            }
+            Err(e) => {
+                warn!(
+                    "cannot renew the control plane's serving certificate (retrying in {RETRY:?}): {e}"
+                );
+                // Wake again after RETRY: 70% of this much remaining life.
+                not_after = unix_now() + (RETRY.as_secs() * 10 / 7) as i64;
+            }
+        }
+    }
+}
+
+/// How long to wait before renewing a certificate that ends at `not_after`: 70% of what
+/// is left, leaving 30% of its life to retry in if the CA fails.
+fn renew_after(not_after: i64, now: i64) -> Duration {
+    let remaining = Duration::from_secs(u64::try_from(not_after - now).unwrap_or(0));
+    remaining.mul_f64(0.7).max(MIN_WAIT)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outrigger_certs::{init_ca, spiffe_id_of};
+
+    #[test]
+    fn renews_at_seventy_percent_never_spinning() {
+        assert_eq!(
+            renew_after(1_000 + 86_400, 1_000),
+            Duration::from_secs(60_480)
+        );
+        assert_eq!(renew_after(1_000, 1_000), MIN_WAIT);
+        assert_eq!(renew_after(900, 1_000), MIN_WAIT);
+    }
+
+    #[test]
+    fn issues_the_control_plane_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        init_ca(dir.path(), "example.org").unwrap();
+        let ca = Ca::load(dir.path()).unwrap();
+        let store = CertStore::new();
+        let not_after = issue(&ca, Duration::from_secs(3600), &store).unwrap();
+        assert!(not_after > unix_now() + 3500);
+        let cert = store.current().unwrap();
+        assert_eq!(
+            spiffe_id_of(&cert.cert[0]).unwrap().as_str(),
+            "spiffe://example.org/ns/outrigger/sa/control-plane"
+        );
+    }
+}

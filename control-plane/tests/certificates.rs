@@ -1,0 +1,216 @@
+//! `POST /v1/certificates` over real TLS: who gets which identity, and every refusal.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use http::StatusCode;
+use outrigger_certs::{ClientIdVerifier, TrustBundle, WorkloadKey, certs_from_pem};
+use outrigger_control_plane::TokenKey;
+use rustls::pki_types::UnixTime;
+use rustls::server::danger::ClientCertVerifier as _;
+
+fn csr_for(short: &str) -> String {
+    WorkloadKey::generate()
+        .unwrap()
+        .csr_pem(&id(short))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_token_decides_the_identity_not_the_csr() {
+    let mesh = Mesh::new();
+    let cp = ControlPlane::start(&mesh);
+    let token = mesh.token("ns/a");
+
+    // A CSR asking for ns/b and a DNS name: neither may end up in the certificate.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::URI(id("ns/b").as_str().try_into().unwrap()));
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+
+    let (status, json) = request_certificate(
+        cp.api,
+        tls_client(&mesh.anchor_pem(), None),
+        &csr,
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let chain_pem = json["certificate_chain"].as_str().unwrap();
+    assert_eq!(identity_of(chain_pem), id("ns/a"));
+    let leaf = &certs_from_pem(chain_pem).unwrap()[0];
+    for asked in [&b"evil.example"[..], b"/ns/ns/sa/b"] {
+        assert!(
+            !leaf.windows(asked.len()).any(|w| w == asked),
+            "no SAN from the CSR"
+        );
+    }
+    assert_eq!(json["trust_bundle"].as_str().unwrap(), mesh.anchor_pem());
+    let expires_at = json["expires_at"].as_i64().unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        expires_at > now && expires_at <= now + 24 * 3600 + 60,
+        "{expires_at}"
+    );
+
+    let (_, metrics) = cp.get_plain("/metrics");
+    assert!(
+        metrics
+            .contains("outrigger_control_plane_certificates_issued_total{proven_by=\"token\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn bad_proofs_and_bad_requests_are_refused_with_reasons() {
+    let mesh = Mesh::new();
+    let cp = ControlPlane::start(&mesh);
+    let tls = || tls_client(&mesh.anchor_pem(), None);
+    let key = TokenKey::load(&mesh.data).unwrap();
+
+    let expired = key.mint(&id("ns/a"), SystemTime::now() - Duration::from_secs(120));
+    let (status, json) = request_certificate(cp.api, tls(), &csr_for("ns/a"), Some(&expired)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json["error"], "unauthenticated");
+    assert!(
+        json["message"].as_str().unwrap().contains("expired"),
+        "{json}"
+    );
+
+    // The payload claims another identity; the signature is the original's.
+    let good = mesh.token("ns/a");
+    let admin = key.mint(&id("ns/admin"), SystemTime::now() + Duration::from_secs(60));
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[1] = admin.split('.').nth(1).unwrap();
+    let forged = parts.join(".");
+    let (status, json) =
+        request_certificate(cp.api, tls(), &csr_for("ns/admin"), Some(&forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        json["message"].as_str().unwrap().contains("signature"),
+        "{json}"
+    );
+
+    let (status, json) = request_certificate(cp.api, tls(), &csr_for("ns/a"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        json["message"].as_str().unwrap().contains("token"),
+        "{json}"
+    );
+
+    let (status, json) = request_certificate(cp.api, tls(), "not a CSR", Some(&good)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["error"], "invalid-csr");
+
+    let (status, text) = call(
+        cp.api,
+        tls(),
+        "POST",
+        "/v1/certificates",
+        Some("{\"csr\":1".into()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("\"bad-request\""), "{text}");
+
+    let (status, text) = call(
+        cp.api,
+        tls(),
+        "POST",
+        "/v1/certificates",
+        Some("x".repeat(70_000)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+
+    let (status, _) = call(cp.api, tls(), "GET", "/v1/certificates", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = call(cp.api, tls(), "GET", "/v2/nothing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, metrics) = cp.get_plain("/metrics");
+    assert!(
+        metrics.contains("certificate_requests_refused_total{reason=\"unauthenticated\"} 3\n"),
+        "{metrics}"
+    );
+    assert!(cp.log().contains("refused certificate request"));
+}
+
+#[tokio::test]
+async fn renewal_over_mtls_keeps_the_identity_and_ignores_a_token() {
+    let mesh = Mesh::new();
+    let cp = ControlPlane::start(&mesh);
+    let anchor = mesh.anchor_pem();
+    let workload = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
+
+    let other = mesh.token("shop/payments");
+    let (status, json) = request_certificate(
+        cp.api,
+        tls_client(&anchor, Some(workload.certs.clone())),
+        &csr_for("shop/payments"),
+        Some(&other),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let renewed = json["certificate_chain"].as_str().unwrap();
+    assert_eq!(identity_of(renewed), id("shop/orders"));
+    assert_ne!(renewed, workload.chain_pem);
+
+    let (_, metrics) = cp.get_plain("/metrics");
+    assert!(
+        metrics.contains("certificates_issued_total{proven_by=\"certificate\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_ca() {
+    let mesh = Mesh::new();
+    let anchor = mesh.anchor_pem();
+    let mut first = ControlPlane::start(&mesh);
+    let workload = enroll(
+        &first,
+        &anchor,
+        &mesh.token("shop/orders"),
+        &id("shop/orders"),
+    )
+    .await;
+    assert!(first.terminate().success(), "{}", first.log());
+
+    let second = ControlPlane::start(&mesh);
+    // The old certificate still chains to the anchor file...
+    let chain = certs_from_pem(&workload.chain_pem).unwrap();
+    let verifier =
+        ClientIdVerifier::required(TrustBundle::from_pem(&anchor).unwrap(), "cluster.local");
+    verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .expect("certificate from before the restart verifies");
+    // ...the restarted control plane accepts it for renewal...
+    let (status, json) = request_certificate(
+        second.api,
+        tls_client(&anchor, Some(workload.certs.clone())),
+        &csr_for("shop/orders"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        identity_of(json["certificate_chain"].as_str().unwrap()),
+        id("shop/orders")
+    );
+    // ...and new enrolments work.
+    enroll(
+        &second,
+        &anchor,
+        &mesh.token("shop/payments"),
+        &id("shop/payments"),
+    )
+    .await;
+}

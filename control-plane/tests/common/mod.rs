@@ -1,0 +1,329 @@
+//! The harness: the real `outrigger` binary as a child process, and a real TLS client
+//! that verifies the control plane's identity like a sidecar does.
+
+#![allow(dead_code)] // each test file uses a different part of it
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use outrigger_certs::{
+    CertStore, ServerIdVerifier, SpiffeId, TrustBundle, WorkloadKey, certs_from_pem, client_config,
+};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_outrigger");
+
+pub const PAYMENTS: &str = "\
+apiVersion: outrigger.dev/v1alpha1
+kind: MeshService
+metadata: {name: payments, namespace: shop}
+spec:
+  identity: spiffe://cluster.local/ns/shop/sa/payments
+  endpoints:
+    - address: 127.0.0.1:14143
+";
+
+/// A data dir with a CA (made by `outrigger ca init`) and a policy dir.
+pub struct Mesh {
+    _tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub policy: PathBuf,
+}
+
+impl Mesh {
+    pub fn new() -> Mesh {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().join("data");
+        let policy = tmp.path().join("policy");
+        std::fs::create_dir(&policy).expect("policy dir");
+        std::fs::write(policy.join("shop.yaml"), PAYMENTS).expect("policy file");
+        let out = outrigger(&["ca", "init", "--data-dir", path(&data)]);
+        assert!(out.status.success(), "ca init: {}", stderr(&out));
+        Mesh {
+            _tmp: tmp,
+            data,
+            policy,
+        }
+    }
+
+    pub fn anchor_pem(&self) -> String {
+        std::fs::read_to_string(self.data.join("ca/trust-anchor.pem")).expect("trust anchor")
+    }
+
+    /// A token from `outrigger token create` (stdout must be the token alone).
+    pub fn token(&self, identity: &str) -> String {
+        let out = outrigger(&[
+            "token",
+            "create",
+            "--data-dir",
+            path(&self.data),
+            "--identity",
+            identity,
+        ]);
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let token = String::from_utf8(out.stdout).expect("utf-8 token");
+        assert_eq!(
+            token.trim_end().lines().count(),
+            1,
+            "only the token: {token:?}"
+        );
+        token.trim_end().to_string()
+    }
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+pub fn id(short: &str) -> SpiffeId {
+    SpiffeId::from_short("cluster.local", short).expect("id")
+}
+
+/// Runs the CLI to completion.
+pub fn outrigger(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run outrigger")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The `error: ...` lines of a failed run; there must be exactly one.
+pub fn the_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "exit 1: {}", stderr(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    lines[0].to_string()
+}
+
+/// A running `outrigger control-plane`, killed on drop.
+pub struct ControlPlane {
+    child: Child,
+    pub api: SocketAddr,
+    pub http: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl ControlPlane {
+    /// Starts on free ports and returns once `/ready` answers 200.
+    pub fn start(mesh: &Mesh) -> ControlPlane {
+        let mut child = Command::new(BIN)
+            .args([
+                "control-plane",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .env("OUTRIGGER_DATA_DIR", &mesh.data)
+            .env("OUTRIGGER_POLICY_DIR", &mesh.policy)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn control plane");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        // Keeps draining stderr for the child's whole life, so it never blocks on a pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let (mut api, mut http) = (None, None);
+        while api.is_none() || http.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "control plane did not say where it listens:\n{}",
+                        log.lock().unwrap()
+                    )
+                });
+            api = api.or_else(|| addr_after(&line, "listening on https://"));
+            http = http.or_else(|| addr_after(&line, "listening on http://"));
+        }
+        let cp = ControlPlane {
+            child,
+            api: api.unwrap(),
+            http: http.unwrap(),
+            log,
+        };
+        for _ in 0..100 {
+            if cp.get_plain("/ready").0 == 200 {
+                return cp;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("control plane never became ready:\n{}", cp.log());
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET on the plain-HTTP port: (status, body).
+    pub fn get_plain(&self, path: &str) -> (u16, String) {
+        let Ok(mut tcp) = TcpStream::connect(self.http) else {
+            return (0, String::new());
+        };
+        let _ = write!(
+            tcp,
+            "GET {path} HTTP/1.1\r\nhost: cp\r\nconnection: close\r\n\r\n"
+        );
+        let mut response = String::new();
+        let _ = tcp.read_to_string(&mut response);
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A client config as a sidecar builds it: trusts the anchor file, expects the control
+/// plane's identity, presents `certs` if given.
+pub fn tls_client(anchor_pem: &str, certs: Option<Arc<CertStore>>) -> Arc<ClientConfig> {
+    let bundle = TrustBundle::from_pem(anchor_pem).expect("bundle");
+    let verifier = ServerIdVerifier::new(bundle, id("outrigger/control-plane"));
+    client_config(certs, verifier, &[b"http/1.1"]).expect("client config")
+}
+
+/// Sends one request over a new TLS connection; returns the response with its body unread.
+pub async fn send(
+    api: SocketAddr,
+    tls: Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Response<Incoming> {
+    let tcp = tokio::net::TcpStream::connect(api).await.expect("connect");
+    let name = ServerName::try_from("control-plane").expect("name");
+    let stream = TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the control plane");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "control-plane")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .expect("request");
+    sender.send_request(request).await.expect("response")
+}
+
+/// One whole request: (status, body as text).
+pub async fn call(
+    api: SocketAddr,
+    tls: Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, String) {
+    let response = send(api, tls, method, path, body).await;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `POST /v1/certificates` as JSON.
+pub async fn request_certificate(
+    api: SocketAddr,
+    tls: Arc<ClientConfig>,
+    csr: &str,
+    token: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut body = serde_json::json!({ "csr": csr });
+    if let Some(token) = token {
+        body["token"] = token.into();
+    }
+    let (status, text) = call(api, tls, "POST", "/v1/certificates", Some(body.to_string())).await;
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// A key and the certificate issued for it, ready to present over mTLS.
+pub struct Workload {
+    pub certs: Arc<CertStore>,
+    pub chain_pem: String,
+}
+
+/// Gets a certificate with `token`, and a store presenting it.
+pub async fn enroll(
+    cp: &ControlPlane,
+    anchor_pem: &str,
+    token: &str,
+    asks_for: &SpiffeId,
+) -> Workload {
+    let key = WorkloadKey::generate().expect("key");
+    let csr = key.csr_pem(asks_for).expect("csr");
+    let (status, json) =
+        request_certificate(cp.api, tls_client(anchor_pem, None), &csr, Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let chain_pem = json["certificate_chain"]
+        .as_str()
+        .expect("chain")
+        .to_string();
+    let chain = certs_from_pem(&chain_pem).expect("chain PEM");
+    let certs = CertStore::new();
+    certs.set(key.certified_key(chain).expect("chain matches the key"));
+    Workload { certs, chain_pem }
+}
+
+/// The SPIFFE id of the leaf of a PEM chain.
+pub fn identity_of(chain_pem: &str) -> SpiffeId {
+    let chain = certs_from_pem(chain_pem).expect("chain PEM");
+    outrigger_certs::spiffe_id_of(&chain[0]).expect("SPIFFE id")
+}
