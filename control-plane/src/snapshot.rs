@@ -27,6 +27,7 @@ impl SnapshotPublisher {
             version,
             trust_bundle,
             services: policy.services,
+            server_policy: None,
         }));
         SnapshotPublisher { tx }
     }
@@ -79,6 +80,7 @@ mod tests {
             identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),
             protocol: Protocol::Http,
             endpoints: vec![],
+            traffic_policy: None,
         }
     }
 

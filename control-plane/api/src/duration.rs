@@ -48,6 +48,67 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(total)
 }
 
+/// Formats a duration the way [`parse_duration`] reads it (millisecond precision).
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        0 => "0s".to_string(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// A duration written as a string in YAML and JSON (`"250ms"`, `"2s"`), parsed when read,
+/// so that a bad value fails at its line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl From<Duration> for HumanDuration {
+    fn from(d: Duration) -> Self {
+        HumanDuration(d)
+    }
+}
+
+impl serde::Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration string such as \"250ms\", \"2s\" or \"1m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                parse_duration(v).map(HumanDuration).map_err(E::custom)
+            }
+            // `request: 5` in YAML is a number: refused with the same message as "5".
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HumanDuration, E> {
+                Err(E::custom(DurationError(v.to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
+                Err(E::custom(DurationError(v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<HumanDuration, E> {
+                Err(E::custom(DurationError(v.to_string())))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +121,21 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in ["0s", "250ms", "2s", "1m", "90s", "1h", "1500ms"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        let json = serde_json::to_string(&HumanDuration(Duration::from_millis(250))).unwrap();
+        assert_eq!(json, "\"250ms\"");
+        assert_eq!(
+            serde_json::from_str::<HumanDuration>(&json).unwrap().get(),
+            Duration::from_millis(250)
+        );
+        assert!(serde_json::from_str::<HumanDuration>("25").is_err());
+        assert!(serde_json::from_str::<HumanDuration>("\"-1s\"").is_err());
     }
 
     #[test]

@@ -3,13 +3,24 @@
 
 pub mod duration;
 pub mod resource;
+pub mod server_policy;
+pub mod traffic_policy;
 pub mod wire;
 
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
 pub use resource::{
     API_VERSION, DEFAULT_NAMESPACE, MeshService, MeshServiceSpec, ObjectMeta, Protocol,
-    StaticEndpoint, TypeHeader,
+    RequestMatch, StaticEndpoint, TargetRef, TypeHeader,
+};
+pub use server_policy::{
+    Authorization, AuthorizationDefault, AuthorizationRule, Concurrency, MtlsMode, RateLimit,
+    ServerPolicy, ServerPolicySpec,
+};
+pub use traffic_policy::{
+    Backoff, Bulkhead, CircuitBreaker, FailureRate, Fallback, LoadBalancer, Retries, RetryBudget,
+    Route, Timeouts, TrafficPolicy, TrafficPolicySpec,
 };
 pub use wire::{
-    ApiError, CertificateRequest, CertificateResponse, EndpointView, ServiceView, Snapshot,
+    ApiError, CertificateRequest, CertificateResponse, EndpointView, Heartbeat, HeartbeatResponse,
+    Instance, MeshStatus, ProxyStatus, ServiceView, Snapshot,
 };

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::resource::Protocol;
+use crate::server_policy::ServerPolicySpec;
+use crate::traffic_policy::TrafficPolicySpec;
 
 /// `POST /v1/certificates`: a CSR, proven either by a bootstrap token or by the current
 /// certificate presented over mTLS (renewal).
@@ -32,28 +34,94 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// One line of the `GET /v1/watch` stream: everything a proxy needs, whole, versioned.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One line of the `GET /v1/watch[?service=<namespace>/<name>]` stream: everything one
+/// proxy needs, whole, versioned. `service` names the MeshService the proxy serves; without
+/// it, the control plane uses the MeshService whose identity is the proxy's, if only one is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u64,
     pub trust_bundle: String,
-    /// The services this proxy may call.
+    /// The services this proxy may call, with how to call them.
     pub services: Vec<ServiceView>,
+    /// How the proxy's own service accepts calls; absent means DESIGN.md's defaults
+    /// (strict mTLS, any identity of the trust domain allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_policy: Option<ServerPolicySpec>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
     pub name: String,
     pub namespace: String,
     pub identity: String,
     pub protocol: Protocol,
+    /// Static endpoints and healthy registered instances.
     pub endpoints: Vec<EndpointView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicySpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointView {
     /// `ip:port` of the instance's sidecar inbound port.
     pub address: String,
+}
+
+/// `POST /v1/register` (mTLS), sent by every proxy every few seconds: the config version
+/// it has applied and, for a proxy in front of an app, that app instance and its health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub applied_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
+}
+
+/// An app instance behind a sidecar. The control plane accepts it only for a MeshService
+/// whose identity is the caller's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    pub service: String,
+    pub namespace: String,
+    /// `ip:port` where peers reach the sidecar's inbound port.
+    pub address: String,
+    /// The app's last health check; an unhealthy instance leaves the endpoint set.
+    pub healthy: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The registration lapses if no heartbeat comes within this many milliseconds.
+    pub expires_in_ms: u64,
+}
+
+/// `GET /api/status` on the control plane's HTTP port: what `outrigger status` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStatus {
+    /// The version being served.
+    pub version: u64,
+    /// Every connected proxy has applied `version`.
+    pub converged: bool,
+    /// Errors of the last reload, if the policy files are invalid now (the last good
+    /// version is still served).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_errors: Vec<String>,
+    pub proxies: Vec<ProxyStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    pub identity: String,
+    /// `namespace/name` of the MeshService it serves, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Where the proxy connects from (or its registered inbound address).
+    pub address: String,
+    pub applied_version: u64,
+    pub last_seen_ms_ago: u64,
+    /// Its watch stream is open.
+    pub connected: bool,
 }
 
 #[cfg(test)]
@@ -80,7 +148,9 @@ mod tests {
                 endpoints: vec![EndpointView {
                     address: "127.0.0.1:4143".into(),
                 }],
+                traffic_policy: None,
             }],
+            server_policy: None,
         };
         let line = serde_json::to_string(&snap).unwrap();
         assert!(!line.contains('\n'), "one snapshot per line");

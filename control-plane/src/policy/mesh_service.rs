@@ -98,6 +98,7 @@ pub(crate) fn parse(doc: &Document<'_>, trust_domain: &str) -> Result<ServiceVie
         identity: identity.to_string(),
         protocol: service.spec.protocol,
         endpoints,
+        traffic_policy: None,
     })
 }
 

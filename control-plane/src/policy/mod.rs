@@ -20,7 +20,7 @@ use self::header::Kind;
 const MAX_DEPTH: usize = 16;
 
 /// The configuration read from a policy dir.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Policy {
     /// Sorted by namespace, then name, so that equal dirs give equal snapshots.
     pub services: Vec<ServiceView>,

@@ -1,0 +1,84 @@
+//! `ServerPolicy`: how a service accepts calls, enforced by its own sidecar.
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::{ObjectMeta, RequestMatch, TargetRef};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerPolicy {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: ServerPolicySpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerPolicySpec {
+    pub target_ref: TargetRef,
+    #[serde(default)]
+    pub mtls: MtlsMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    /// Only mTLS callers.
+    #[default]
+    Strict,
+    /// Plaintext callers too (unauthenticated), for migrating a service into the mesh.
+    Permissive,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Authorization {
+    /// What happens to a request no rule matches.
+    #[serde(default)]
+    pub default: AuthorizationDefault,
+    #[serde(default)]
+    pub rules: Vec<AuthorizationRule>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorizationDefault {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// Allows requests from identities matching `from` (SPIFFE ids; `*` matches one path
+/// segment's rest, e.g. `spiffe://cluster.local/ns/ops/sa/*`) that match `match`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthorizationRule {
+    pub from: Vec<String>,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<RequestMatch>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimit {
+    pub requests_per_second: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// `{max: N}` for a fixed limit, `{adaptive: true}` to follow measured latency.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Concurrency {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<bool>,
+}
