@@ -1,11 +1,12 @@
 //! A tiny app to stand behind a sidecar: it answers every request with what it saw (its
 //! name, the HTTP version, the path and the `outrigger-client-id` header), speaks HTTP/1.1
-//! and HTTP/2, and can hold `/hold` requests until the test releases them.
+//! and HTTP/2, can hold `/hold` requests until the test releases them, can be made slow,
+//! and answers `/health` with 200 or 503 as the test says.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -20,6 +21,10 @@ use tokio::sync::{Notify, Semaphore};
 pub struct EchoApp {
     pub addr: SocketAddr,
     pub name: String,
+    /// Added to every answer, in milliseconds (a slow instance).
+    delay_ms: AtomicU64,
+    /// What `/health` answers: 200 while true, 503 once false.
+    healthy: AtomicBool,
     requests: AtomicUsize,
     held: AtomicUsize,
     arrived: Notify,
@@ -32,6 +37,8 @@ impl EchoApp {
         let app = Arc::new(EchoApp {
             addr: listener.local_addr().expect("app addr"),
             name: name.to_string(),
+            delay_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
             requests: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             arrived: Notify::new(),
@@ -58,7 +65,18 @@ impl EchoApp {
         app
     }
 
-    /// Requests this app has received.
+    /// Makes every answer this much slower.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes `/health` answer 200 (true) or 503 (false).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Requests this app has received (health checks not counted).
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
@@ -80,7 +98,18 @@ impl EchoApp {
     }
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/health" {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"health\n")));
+            if !self.healthy.load(Ordering::SeqCst) {
+                *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            return response;
+        }
         self.requests.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         if req.uri().path() == "/hold" {
             self.held.fetch_add(1, Ordering::SeqCst);
             self.arrived.notify_waiters();

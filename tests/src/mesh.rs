@@ -85,6 +85,16 @@ impl Mesh {
         std::fs::write(path, yaml).expect("write MeshService");
     }
 
+    /// Writes (or replaces) a policy file; `yaml` is the whole file.
+    pub fn write_policy(&self, file: &str, yaml: &str) {
+        let path = self.policy_dir().join(file);
+        // Write-then-rename, as editors and ConfigMap updates do, so a reload never sees
+        // half a file.
+        let tmp = self.policy_dir().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, yaml).expect("write policy");
+        std::fs::rename(&tmp, path).expect("rename policy");
+    }
+
     pub async fn start_control_plane(&mut self) {
         let mut command = Command::new(bin("outrigger"));
         command

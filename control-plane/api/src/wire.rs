@@ -34,9 +34,10 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// One line of the `GET /v1/watch[?service=<namespace>/<name>]` stream: everything one
-/// proxy needs, whole, versioned. `service` names the MeshService the proxy serves; without
-/// it, the control plane uses the MeshService whose identity is the proxy's, if only one is.
+/// One line of the `GET /v1/watch[?service=<namespace>/<name>&proxy=<proxy_id>]` stream:
+/// everything one proxy needs, whole, versioned. `service` names the MeshService the proxy
+/// serves; without it, the control plane uses the MeshService whose identity is the
+/// proxy's, if only one is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u64,
@@ -72,6 +73,8 @@ pub struct EndpointView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    /// Chosen by the proxy at start, unique per process; keys the proxy in `outrigger status`.
+    pub proxy_id: String,
     pub applied_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<Instance>,
@@ -112,6 +115,7 @@ pub struct MeshStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyStatus {
+    pub proxy_id: String,
     pub identity: String,
     /// `namespace/name` of the MeshService it serves, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
