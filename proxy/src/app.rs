@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use crate::Error;
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::control::{ControlPlaneClient, watch};
+use crate::control::{ControlPlaneClient, register, watch};
 use crate::discovery::Discovery;
+use crate::health::{self, HealthCheck};
 use crate::identity::{Identity, certify};
 use crate::inbound::{AppClient, Inbound};
 use crate::metrics::{Direction, Registry};
@@ -117,11 +118,57 @@ impl Proxy {
             control_plane = cp.authority(),
             "outrigger-proxy listening"
         );
-        let background = [
-            tokio::spawn(certify(cp.clone(), identity.clone(), self.token)),
-            tokio::spawn(watch::follow(cp, identity.clone(), discovery)),
-        ];
         let (signal, drain) = drain();
+        let proxy_id = register::proxy_id();
+        let (applied_tx, applied_rx) = tokio::sync::watch::channel(0u64);
+        // Without a health check, the app counts as healthy while the proxy runs.
+        let (healthy_tx, healthy_rx) = tokio::sync::watch::channel(config.app_health.is_none());
+        let mut background = vec![
+            tokio::spawn(certify(cp.clone(), identity.clone(), self.token)),
+            tokio::spawn(watch::follow(
+                cp.clone(),
+                identity.clone(),
+                discovery,
+                watch::Watcher {
+                    proxy_id: proxy_id.clone(),
+                    service: config.service.clone(),
+                },
+                applied_tx,
+            )),
+        ];
+        if let (Some(path), Some(app)) = (&config.app_health, config.app_addr) {
+            background.push(tokio::spawn(health::check_app(
+                HealthCheck {
+                    app,
+                    path: path.clone(),
+                    interval: config.app_health_interval,
+                    timeout: config.app_health_timeout,
+                    failures: config.app_health_failures,
+                    successes: config.app_health_successes,
+                },
+                healthy_tx,
+            )));
+        }
+        let instance = match (&config.service, config.app_addr) {
+            (Some(service), Some(_)) => Some((
+                service.clone(),
+                config.advertised_inbound(local(&self.inbound)),
+            )),
+            _ => None,
+        };
+        // Not aborted at shutdown: it sends the last, unhealthy heartbeat itself.
+        let heartbeats = tokio::spawn(register::heartbeat(
+            cp,
+            identity.clone(),
+            register::Registration {
+                proxy_id,
+                instance,
+                interval: config.heartbeat_interval,
+            },
+            healthy_rx,
+            applied_rx,
+            drain.clone(),
+        ));
         let grace = config.shutdown_grace;
         let servers = [
             tokio::spawn(inbound.serve(self.inbound, drain.clone(), grace)),
@@ -134,6 +181,7 @@ impl Proxy {
         for server in servers {
             let _ = server.await;
         }
+        let _ = heartbeats.await;
         for task in background {
             task.abort();
         }

@@ -32,9 +32,41 @@ pub struct Config {
     #[arg(long, env = "OUTRIGGER_TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
 
-    /// The MeshService this proxy's app is an instance of (`name` or `namespace/name`).
+    /// The MeshService this proxy's app is an instance of (`name` or `namespace/name`;
+    /// the namespace defaults to the one in the proxy's identity). When set, with an app
+    /// address, the instance registers itself with the control plane.
     #[arg(long, env = "OUTRIGGER_SERVICE")]
     pub service: Option<String>,
+
+    /// Where peers reach this sidecar's inbound port, as registered. Defaults to the
+    /// inbound address, or 127.0.0.1 with its port when that is 0.0.0.0.
+    #[arg(long, env = "OUTRIGGER_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
+
+    /// HTTP path of the app's health check (e.g. `/health`); without it the app counts
+    /// as healthy while the proxy runs.
+    #[arg(long, env = "OUTRIGGER_APP_HEALTH")]
+    pub app_health: Option<String>,
+
+    /// Time between two health checks of the app.
+    #[arg(long, env = "OUTRIGGER_APP_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub app_health_interval: Duration,
+
+    /// A health check not answered 2xx within this long fails.
+    #[arg(long, env = "OUTRIGGER_APP_HEALTH_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub app_health_timeout: Duration,
+
+    /// Consecutive failed checks that make a healthy app unhealthy.
+    #[arg(long, env = "OUTRIGGER_APP_HEALTH_FAILURES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub app_health_failures: u32,
+
+    /// Consecutive passed checks that make an unhealthy app healthy again.
+    #[arg(long, env = "OUTRIGGER_APP_HEALTH_SUCCESSES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub app_health_successes: u32,
+
+    /// Time between two heartbeats to the control plane (registration, applied version).
+    #[arg(long, env = "OUTRIGGER_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
 
     /// Where the local app listens; inbound requests go there.
     #[arg(long, env = "OUTRIGGER_APP_ADDR")]
@@ -82,6 +114,14 @@ pub enum AppProtocol {
     Http2,
 }
 
+/// `name` or `namespace/name` → (namespace, name).
+pub fn qualify_service(service: &str, default_namespace: &str) -> (String, String) {
+    match service.split_once('/') {
+        Some((ns, name)) => (ns.to_string(), name.to_string()),
+        None => (default_namespace.to_string(), service.to_string()),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     outrigger_api::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -112,6 +152,23 @@ impl Config {
         } else {
             format!("{first} (set by {})", named.join(", "))
         }
+    }
+
+    /// The service this proxy serves as (namespace, name); the namespace falls back to
+    /// `default_namespace` (the proxy identity's).
+    pub fn service_ref(&self, default_namespace: &str) -> Option<(String, String)> {
+        Some(qualify_service(self.service.as_deref()?, default_namespace))
+    }
+
+    /// The inbound address peers should use.
+    pub fn advertised_inbound(&self, bound: SocketAddr) -> SocketAddr {
+        if let Some(addr) = self.advertise_addr {
+            return addr;
+        }
+        if bound.ip().is_unspecified() {
+            return SocketAddr::from(([127, 0, 0, 1], bound.port()));
+        }
+        bound
     }
 
     /// `host:port` of the control plane, without any scheme.
@@ -184,6 +241,33 @@ mod tests {
         assert!(
             missing.contains("OUTRIGGER_TRUST_ANCHORS") && missing.contains("OUTRIGGER_TOKEN_FILE"),
             "{missing}"
+        );
+    }
+
+    #[test]
+    fn service_and_advertised_address() {
+        let mut config =
+            Config::try_parse_from(["p", "--trust-anchors", "a", "--token-file", "t"]).unwrap();
+        assert_eq!(config.service_ref("shop"), None);
+        config.service = Some("payments".into());
+        assert_eq!(
+            config.service_ref("shop"),
+            Some(("shop".into(), "payments".into()))
+        );
+        config.service = Some("billing/payments".into());
+        assert_eq!(
+            config.service_ref("shop"),
+            Some(("billing".into(), "payments".into()))
+        );
+        let bound: SocketAddr = "0.0.0.0:4143".parse().unwrap();
+        assert_eq!(
+            config.advertised_inbound(bound).to_string(),
+            "127.0.0.1:4143"
+        );
+        config.advertise_addr = Some("10.1.2.3:4143".parse().unwrap());
+        assert_eq!(
+            config.advertised_inbound(bound).to_string(),
+            "10.1.2.3:4143"
         );
     }
 

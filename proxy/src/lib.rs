@@ -11,6 +11,7 @@ pub mod config;
 mod control;
 mod discovery;
 mod error;
+mod health;
 mod identity;
 mod inbound;
 mod metrics;

@@ -17,6 +17,7 @@ pub struct Mesh {
     pub cp_api: SocketAddr,
     pub cp_http: SocketAddr,
     cert_ttl: String,
+    extra_args: Vec<String>,
     control_plane: Option<Process>,
 }
 
@@ -29,6 +30,7 @@ impl Mesh {
             cp_api: loopback(free_port()),
             cp_http: loopback(free_port()),
             cert_ttl: "24h".to_string(),
+            extra_args: Vec::new(),
             control_plane: None,
             dir,
         };
@@ -50,6 +52,20 @@ impl Mesh {
     pub fn cert_ttl(mut self, ttl: &str) -> Mesh {
         self.cert_ttl = ttl.to_string();
         self
+    }
+
+    /// More flags for `outrigger control-plane` (e.g. `--registration-ttl 2s`).
+    pub fn control_plane_args(mut self, args: &[&str]) -> Mesh {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// The control plane's `/api/status`, as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        get_h1(self.cp_http, "localhost", "/api/status")
+            .await
+            .expect("GET /api/status")
+            .json()
     }
 
     pub fn root(&self) -> &Path {
@@ -108,7 +124,8 @@ impl Mesh {
             .arg("--http")
             .arg(self.cp_http.to_string())
             .arg("--cert-ttl")
-            .arg(&self.cert_ttl);
+            .arg(&self.cert_ttl)
+            .args(&self.extra_args);
         self.control_plane = Some(Process::spawn("control-plane", command, self.root()));
         let http = self.cp_http;
         eventually("control plane ready", START_LIMIT, || async move {
@@ -213,6 +230,27 @@ impl Sidecar {
             matches!(get_h1(admin, "localhost", "/ready").await, Ok(r) if r.status == 200)
         })
         .await;
+    }
+
+    /// The admin `/config` (what the sidecar enforces now), as JSON.
+    pub async fn config(&self) -> serde_json::Value {
+        get_h1(self.admin, "localhost", "/config")
+            .await
+            .expect("GET /config")
+            .json()
+    }
+
+    /// The endpoints this sidecar currently has for `service` (its name).
+    pub async fn endpoints_of(&self, service: &str) -> Vec<String> {
+        let config = self.config().await;
+        config["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["name"] == service)
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect()
     }
 
     /// The admin `/metrics` text.
