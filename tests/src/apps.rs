@@ -3,7 +3,6 @@
 //! and HTTP/2, can hold `/hold` requests until the test releases them, can be made slow,
 //! and answers `/health` with 200 or 503 as the test says.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +17,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::faults::{Action, Fault};
+
 pub struct EchoApp {
     pub addr: SocketAddr,
     pub name: String,
@@ -25,6 +26,8 @@ pub struct EchoApp {
     delay_ms: AtomicU64,
     /// What `/health` answers: 200 while true, 503 once false.
     healthy: AtomicBool,
+    /// The fault injected into every request (headers may add their own).
+    fault: std::sync::Mutex<Fault>,
     requests: AtomicUsize,
     held: AtomicUsize,
     arrived: Notify,
@@ -39,6 +42,7 @@ impl EchoApp {
             name: name.to_string(),
             delay_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            fault: std::sync::Mutex::new(Fault::default()),
             requests: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             arrived: Notify::new(),
@@ -54,7 +58,7 @@ impl EchoApp {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.answer(req).await) }
+                        async move { app.answer(req).await }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -69,6 +73,11 @@ impl EchoApp {
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Injects `fault` into every request from now on (`Fault::default()` heals).
+    pub fn set_fault(&self, fault: Fault) {
+        *self.fault.lock().expect("fault lock") = fault;
     }
 
     /// Makes `/health` answer 200 (true) or 503 (false).
@@ -97,18 +106,47 @@ impl EchoApp {
         self.gate.add_permits(n);
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// The answer, or an error that makes hyper reset the connection (HTTP/1.1) or the
+    /// stream (HTTP/2): the `reset` fault.
+    async fn answer(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ResetFault> {
         if req.uri().path() == "/health" {
             let mut response = Response::new(Full::new(Bytes::from_static(b"health\n")));
             if !self.healthy.load(Ordering::SeqCst) {
                 *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
             }
-            return response;
+            return Ok(response);
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let fault = self
+            .fault
+            .lock()
+            .expect("fault lock")
+            .merged_with(req.headers());
+        if let Some(delay) = fault.delay {
+            tokio::time::sleep(delay).await;
+        }
+        match fault.action(fastrand::f64()) {
+            Action::Answer => {}
+            Action::Status(status) => {
+                let mut response = Response::new(Full::new(Bytes::from(format!(
+                    "{{\"app\":\"{}\",\"injected\":{status}}}",
+                    self.name
+                ))));
+                *response.status_mut() = http::StatusCode::from_u16(status)
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                if let Some(seconds) = fault.retry_after {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+                }
+                return Ok(response);
+            }
+            Action::Reset => return Err(ResetFault),
+            Action::Hang => std::future::pending::<()>().await,
         }
         if req.uri().path() == "/hold" {
             self.held.fetch_add(1, Ordering::SeqCst);
@@ -131,6 +169,18 @@ impl EchoApp {
             "client_id": header("outrigger-client-id"),
             "client_ids": req.headers().get_all("outrigger-client-id").iter().count(),
         });
-        Response::new(Full::new(Bytes::from(body.to_string())))
+        Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
     }
 }
+
+/// Returned by the service to make hyper reset instead of answering.
+#[derive(Debug)]
+pub struct ResetFault;
+
+impl std::fmt::Display for ResetFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected reset")
+    }
+}
+
+impl std::error::Error for ResetFault {}

@@ -3,12 +3,16 @@
 
 pub mod apps;
 pub mod client;
+pub mod faults;
 pub mod mesh;
 pub mod process;
 pub mod traffic;
 
 pub use apps::EchoApp;
-pub use client::{Http1, Reply, get_h1, get_h1_absolute, get_h2, get_h2_tls, tls_client};
+pub use client::{
+    Http1, Reply, get_h1, get_h1_absolute, get_h2, get_h2_tls, send_h2_tls, tls_client,
+};
+pub use faults::Fault;
 pub use mesh::{Mesh, START_LIMIT, Sidecar};
 pub use process::{Process, bin, eventually, free_port, loopback, run};
 pub use traffic::Traffic;
