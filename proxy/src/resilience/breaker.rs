@@ -141,10 +141,12 @@ impl Breaker {
                 }
                 slice.1 += 1;
                 self.consecutive += 1;
-                if let Some(limit) = self.config.consecutive_failures {
-                    if self.consecutive >= limit.max(1) {
-                        return Some(Trip::ConsecutiveFailures(self.consecutive));
-                    }
+                if self
+                    .config
+                    .consecutive_failures
+                    .is_some_and(|limit| self.consecutive >= limit.max(1))
+                {
+                    return Some(Trip::ConsecutiveFailures(self.consecutive));
                 }
                 let rate = self.config.failure_rate.as_ref()?;
                 let (ok, failed) = self
