@@ -7,6 +7,8 @@ pub mod adaptive;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
+pub mod circuit;
 pub mod deadline;
+pub mod policy;
 pub mod rate_limit;
 pub mod retry_on;
