@@ -11,4 +11,5 @@ pub mod circuit;
 pub mod deadline;
 pub mod policy;
 pub mod rate_limit;
+pub mod replay;
 pub mod retry_on;
