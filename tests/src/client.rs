@@ -64,7 +64,21 @@ impl Http1 {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Reply, String> {
-        let mut request = Request::get(path).header("host", host);
+        self.send("GET", host, path, headers).await
+    }
+
+    /// `method path` (no body) with `Host: host` and extra headers.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -143,6 +157,17 @@ pub async fn get_h2_tls(
     authority: &str,
     path: &str,
 ) -> Result<Reply, String> {
+    send_h2_tls(addr, connector, "GET", authority, path).await
+}
+
+/// Like [`get_h2_tls`], with any method (no body).
+pub async fn send_h2_tls(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    method: &str,
+    authority: &str,
+    path: &str,
+) -> Result<Reply, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
     let tls = connector
@@ -153,7 +178,9 @@ pub async fn get_h2_tls(
         .await
         .map_err(|e| format!("HTTP/2: {e}"))?;
     tokio::spawn(conn);
-    let request = Request::get(format!("http://{authority}{path}"))
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("http://{authority}{path}"))
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     read(

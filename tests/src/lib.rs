@@ -6,6 +6,7 @@ pub mod client;
 pub mod faults;
 pub mod mesh;
 pub mod process;
+pub mod relay;
 pub mod traffic;
 
 pub use apps::EchoApp;
@@ -15,4 +16,5 @@ pub use client::{
 pub use faults::Fault;
 pub use mesh::{Mesh, START_LIMIT, Sidecar};
 pub use process::{Process, bin, eventually, free_port, loopback, run};
+pub use relay::RelayApp;
 pub use traffic::Traffic;
