@@ -33,6 +33,29 @@ pub enum Command {
     ControlPlane(ControlPlaneArgs),
     /// Run a whole mesh on loopback: control plane, two services with sidecars, traffic.
     Demo(DemoArgs),
+    /// Validate policy files (files or directories, read as one set): print every error
+    /// as file:line: field: message; exit 1 if any.
+    Check(CheckArgs),
+    /// Show the proxies the control plane knows and whether they run the current config;
+    /// exit 0 if converged, 2 if not, 1 if the control plane cannot be asked.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The control plane's plain-HTTP address (its --http).
+    #[arg(long, env = "OUTRIGGER_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Policy files or directories (read recursively: *.yaml, *.yml).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The trust domain identities must be in (the CA's, in the control plane).
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
 }
 
 #[derive(Args)]
@@ -95,6 +118,10 @@ pub struct ControlPlaneArgs {
     /// Lifetime of issued certificates (renewed at 70%).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub cert_ttl: Duration,
+    /// A registered app instance leaves its service's endpoints when its sidecar sends no
+    /// heartbeat (POST /v1/register) for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub registration_ttl: Duration,
 }
 
 impl ControlPlaneArgs {
@@ -103,6 +130,7 @@ impl ControlPlaneArgs {
             listen: self.listen,
             http: self.http,
             cert_ttl: self.cert_ttl,
+            registration_ttl: self.registration_ttl,
             ..ServeConfig::new(self.data_dir, self.policy_dir)
         }
     }

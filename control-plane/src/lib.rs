@@ -7,8 +7,12 @@ pub mod ca_init;
 pub mod demo;
 pub mod metrics;
 pub mod policy;
+pub mod proxies;
+pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod status_report;
 pub mod token;
 pub mod watchers;
 

@@ -1,7 +1,9 @@
 //! `outrigger`: initialise the CA, mint bootstrap tokens, run the control plane.
 //! Every fatal error is one `error: ...` line on stderr and exit code 1.
 
+mod check;
 mod cli;
+mod status;
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -16,7 +18,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own report; its parts' logs would drown it unless asked for.
     let default_level = match cli.command {
-        Command::Demo(_) => "warn",
+        Command::Demo(_) | Command::Check(_) | Command::Status(_) => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -29,6 +31,12 @@ fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
+        // Its own output and exit codes (1: invalid files).
+        Command::Check(args) => return check::run(args),
+        Command::Status(args) => match status::run(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Ca(CaCommand::Init(args)) => run_ca_init(args),
         Command::Token(TokenCommand::Create(args)) => run_token_create(args),
         Command::ControlPlane(args) => run_control_plane(args.into_config()),
@@ -37,7 +45,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            // Several problems (policy files): one `error:` line each.
+            for line in message.lines() {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }

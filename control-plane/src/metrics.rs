@@ -62,6 +62,20 @@ pub struct Metrics {
     issued_by_token: AtomicU64,
     issued_by_certificate: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
+    reloads_ok: AtomicU64,
+    reloads_error: AtomicU64,
+}
+
+/// Gauges owned elsewhere, read when rendering.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    /// Proxies connected to the config stream.
+    pub watchers: usize,
+    pub config_version: u64,
+    /// The policy files on disk are valid (else the last good version is served).
+    pub config_valid: bool,
+    /// Healthy app instances registered by their sidecars.
+    pub registered_instances: usize,
 }
 
 impl Metrics {
@@ -77,8 +91,24 @@ impl Metrics {
         self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A reload of the policy dir, valid or not.
+    pub fn reloaded(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_error
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The text exposition (format 0.0.4). Gauges owned elsewhere are passed in.
-    pub fn render(&self, watchers: usize, config_version: u64) -> String {
+    pub fn render(&self, gauges: Gauges) -> String {
+        let Gauges {
+            watchers,
+            config_version,
+            config_valid,
+            registered_instances,
+        } = gauges;
         let mut out = String::with_capacity(1024);
         let prefix = "outrigger_control_plane";
         // Writing to a String cannot fail.
@@ -118,7 +148,20 @@ impl Metrics {
              {prefix}_watchers {watchers}\n\
              # HELP {prefix}_config_version Version of the config snapshot being served.\n\
              # TYPE {prefix}_config_version gauge\n\
-             {prefix}_config_version {config_version}"
+             {prefix}_config_version {config_version}\n\
+             # HELP {prefix}_config_valid 1 if the policy files on disk are valid; 0 if the last reload failed and the last good version is still served.\n\
+             # TYPE {prefix}_config_valid gauge\n\
+             {prefix}_config_valid {}\n\
+             # HELP {prefix}_config_reloads_total Reloads of the policy dir, by result.\n\
+             # TYPE {prefix}_config_reloads_total counter\n\
+             {prefix}_config_reloads_total{{result=\"ok\"}} {}\n\
+             {prefix}_config_reloads_total{{result=\"error\"}} {}\n\
+             # HELP {prefix}_registered_instances Healthy app instances registered by their sidecars.\n\
+             # TYPE {prefix}_registered_instances gauge\n\
+             {prefix}_registered_instances {registered_instances}",
+            u8::from(config_valid),
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_error.load(Ordering::Relaxed),
         );
         out
     }
@@ -134,7 +177,15 @@ mod tests {
         metrics.issued(ProvenBy::Token);
         metrics.issued(ProvenBy::Token);
         metrics.refused(Refusal::InvalidCsr);
-        let text = metrics.render(3, 42);
+        metrics.reloaded(true);
+        metrics.reloaded(false);
+        metrics.reloaded(false);
+        let text = metrics.render(Gauges {
+            watchers: 3,
+            config_version: 42,
+            config_valid: false,
+            registered_instances: 2,
+        });
         assert!(text.contains(
             "outrigger_control_plane_certificates_issued_total{proven_by=\"token\"} 2\n"
         ));
@@ -146,6 +197,12 @@ mod tests {
         ));
         assert!(text.contains("outrigger_control_plane_watchers 3\n"));
         assert!(text.contains("outrigger_control_plane_config_version 42\n"));
+        assert!(text.contains("outrigger_control_plane_config_valid 0\n"));
+        assert!(text.contains("outrigger_control_plane_config_reloads_total{result=\"ok\"} 1\n"));
+        assert!(
+            text.contains("outrigger_control_plane_config_reloads_total{result=\"error\"} 2\n")
+        );
+        assert!(text.ends_with("outrigger_control_plane_registered_instances 2\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");

@@ -1,18 +1,126 @@
-//! The configuration being served, as a `watch` channel of whole snapshots: a watcher
-//! always gets the latest one (never a backlog), and a reload only sends a new value.
+//! The configuration being served: one global, versioned [`MeshConfig`] made of the
+//! policy files, the registered instances and the trust bundle, in a `watch` channel (a
+//! watcher always gets the latest, never a backlog). Each proxy's [`Snapshot`] is cut
+//! from it when sent: every service with its TrafficPolicy, and the ServerPolicy of the
+//! service the proxy serves. Any change to any part bumps the one version by one, so a
+//! proxy that reports version N has everything of version N.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use outrigger_api::{ServiceView, Snapshot};
+use outrigger_api::{EndpointView, ServerPolicySpec, ServiceView, Snapshot};
+use outrigger_certs::SpiffeId;
 use tokio::sync::watch;
 
-use crate::policy::Policy;
+use crate::policy::{Policy, ServiceKey};
 
-/// The sending side: publishes new snapshots, numbering them.
+/// An instance registered by its sidecar, healthy and not expired.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RegisteredEndpoint {
+    /// `ip:port` of the sidecar's inbound port.
+    pub address: String,
+    /// The identity it registered with: it only counts while the service still has it.
+    pub identity: String,
+}
+
+/// The registered instances of each service.
+pub type Registered = BTreeMap<ServiceKey, BTreeSet<RegisteredEndpoint>>;
+
+/// Everything being served, at one version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeshConfig {
+    pub version: u64,
+    pub trust_bundle: String,
+    /// Sorted by namespace and name; endpoints are the static ones, then the registered.
+    pub services: Vec<ServiceView>,
+    pub server_policies: BTreeMap<ServiceKey, ServerPolicySpec>,
+}
+
+impl MeshConfig {
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceView> {
+        self.services
+            .binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&key.as_pair()))
+            .ok()
+            .map(|i| &self.services[i])
+    }
+
+    /// The service a proxy with `identity` serves: the one it asked for (the watch's
+    /// `service` parameter), else the only service whose identity is its own, else none.
+    pub fn served_by(
+        &self,
+        requested: Option<&ServiceKey>,
+        identity: &SpiffeId,
+    ) -> Option<ServiceKey> {
+        if let Some(requested) = requested {
+            return Some(requested.clone());
+        }
+        let mut mine = self
+            .services
+            .iter()
+            .filter(|s| s.identity == identity.as_str());
+        match (mine.next(), mine.next()) {
+            (Some(only), None) => Some(ServiceKey::new(&only.namespace, &only.name)),
+            _ => None,
+        }
+    }
+
+    /// What one proxy gets: every service, and the ServerPolicy of `served` if it has one.
+    pub fn snapshot_for(&self, served: Option<&ServiceKey>) -> Snapshot {
+        Snapshot {
+            version: self.version,
+            trust_bundle: self.trust_bundle.clone(),
+            services: self.services.clone(),
+            server_policy: served.and_then(|key| self.server_policies.get(key).cloned()),
+        }
+    }
+}
+
+/// What the config is made of.
+#[derive(Debug)]
+struct Inputs {
+    trust_bundle: String,
+    policy: Policy,
+    registered: Registered,
+}
+
+impl Inputs {
+    /// The services with their static and registered endpoints (deduplicated).
+    fn services(&self) -> Vec<ServiceView> {
+        let mut services = self.policy.services.clone();
+        for service in &mut services {
+            let key = ServiceKey::new(&service.namespace, &service.name);
+            let Some(registered) = self.registered.get(&key) else {
+                continue;
+            };
+            for endpoint in registered {
+                let new = endpoint.identity == service.identity
+                    && !service
+                        .endpoints
+                        .iter()
+                        .any(|e| e.address == endpoint.address);
+                if new {
+                    service.endpoints.push(EndpointView {
+                        address: endpoint.address.clone(),
+                    });
+                }
+            }
+        }
+        services
+    }
+}
+
+/// The sending side: rebuilds the config when a part changes, and numbers it.
 #[derive(Clone, Debug)]
 pub struct SnapshotPublisher {
-    tx: watch::Sender<Arc<Snapshot>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    // A std mutex, held to rebuild and send (no await): changes are applied in order.
+    inputs: Mutex<Inputs>,
+    tx: watch::Sender<Arc<MeshConfig>>,
 }
 
 impl SnapshotPublisher {
@@ -23,35 +131,64 @@ impl SnapshotPublisher {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
-        let (tx, _) = watch::channel(Arc::new(Snapshot {
-            version,
+        let inputs = Inputs {
             trust_bundle,
-            services: policy.services,
-            server_policy: None,
-        }));
-        SnapshotPublisher { tx }
+            policy,
+            registered: Registered::new(),
+        };
+        let config = MeshConfig {
+            version,
+            trust_bundle: inputs.trust_bundle.clone(),
+            services: inputs.services(),
+            server_policies: inputs.policy.server_policies.clone(),
+        };
+        let (tx, _) = watch::channel(Arc::new(config));
+        SnapshotPublisher {
+            inner: Arc::new(Inner {
+                inputs: Mutex::new(inputs),
+                tx,
+            }),
+        }
     }
 
-    /// Publishes new services; returns the new version, or `None` if nothing changed
-    /// (watchers are not woken for an identical config).
-    pub fn publish_services(&self, services: Vec<ServiceView>) -> Option<u64> {
-        self.update(|snap| snap.services = services)
+    /// Publishes a new policy (a reload); returns the new version, or `None` if nothing
+    /// changed (watchers are not woken for an identical config).
+    pub fn publish_policy(&self, policy: Policy) -> Option<u64> {
+        self.update(|inputs| inputs.policy = policy)
     }
 
-    /// Publishes a new trust bundle (anchor rotation); same contract as `publish_services`.
+    /// Publishes the registered instances; same contract as `publish_policy`.
+    pub fn publish_registered(&self, registered: Registered) -> Option<u64> {
+        self.update(|inputs| inputs.registered = registered)
+    }
+
+    /// Publishes a new trust bundle (anchor rotation); same contract as `publish_policy`.
     pub fn publish_trust_bundle(&self, trust_bundle: String) -> Option<u64> {
-        self.update(|snap| snap.trust_bundle = trust_bundle)
+        self.update(|inputs| inputs.trust_bundle = trust_bundle)
     }
 
-    fn update(&self, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
+    fn update(&self, change: impl FnOnce(&mut Inputs)) -> Option<u64> {
+        let mut inputs = self
+            .inner
+            .inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(&mut inputs);
+        let services = inputs.services();
         let mut version = None;
-        self.tx.send_if_modified(|current| {
-            let mut next = Snapshot::clone(current);
-            change(&mut next);
-            if next.services == current.services && next.trust_bundle == current.trust_bundle {
+        self.inner.tx.send_if_modified(|current| {
+            let same = current.services == services
+                && current.trust_bundle == inputs.trust_bundle
+                && current.server_policies == inputs.policy.server_policies;
+            if same {
                 return false;
             }
-            next.version = current.version + 1;
+            let next = MeshConfig {
+                version: current.version + 1,
+                trust_bundle: inputs.trust_bundle.clone(),
+                services,
+                server_policies: inputs.policy.server_policies.clone(),
+            };
             version = Some(next.version);
             *current = Arc::new(next);
             true
@@ -59,49 +196,14 @@ impl SnapshotPublisher {
         version
     }
 
-    pub fn current(&self) -> Arc<Snapshot> {
-        self.tx.borrow().clone()
+    pub fn current(&self) -> Arc<MeshConfig> {
+        self.inner.tx.borrow().clone()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MeshConfig>> {
+        self.inner.tx.subscribe()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use outrigger_api::Protocol;
-
-    fn service(name: &str) -> ServiceView {
-        ServiceView {
-            name: name.into(),
-            namespace: "shop".into(),
-            identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),
-            protocol: Protocol::Http,
-            endpoints: vec![],
-            traffic_policy: None,
-        }
-    }
-
-    #[test]
-    fn versions_grow_by_one_per_change_only() {
-        let publisher = SnapshotPublisher::new("pem".into(), Policy::default());
-        let first = publisher.current().version;
-        assert!(first > 1_600_000_000_000, "starts at unix millis");
-        let mut rx = publisher.subscribe();
-        assert_eq!(
-            publisher.publish_services(vec![service("a")]),
-            Some(first + 1)
-        );
-        assert!(rx.has_changed().unwrap());
-        rx.borrow_and_update();
-        assert_eq!(publisher.publish_services(vec![service("a")]), None);
-        assert!(!rx.has_changed().unwrap());
-        assert_eq!(
-            publisher.publish_trust_bundle("pem2".into()),
-            Some(first + 2)
-        );
-        assert_eq!(publisher.current().services, vec![service("a")]);
-    }
-}
+mod tests;

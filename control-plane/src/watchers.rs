@@ -1,5 +1,5 @@
-//! Who is connected to `GET /v1/watch`: for the watchers gauge now, and for
-//! `outrigger status` (which proxy runs which version) later.
+//! Who is connected to `GET /v1/watch`, for the watchers gauge (every stream, with or
+//! without a proxy id; `proxies` keeps what `outrigger status` shows).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -115,7 +115,13 @@ fn port_in_use_names_the_address() {
 fn bad_policy_names_the_file_and_line() {
     let mesh = Mesh::new();
     let bad = mesh.policy.join("bad.yaml");
-    std::fs::write(&bad, PAYMENTS.replace("127.0.0.1:14143", "x")).unwrap();
+    std::fs::write(
+        &bad,
+        PAYMENTS
+            .replace("payments", "billing")
+            .replace("127.0.0.1:14143", "x"),
+    )
+    .unwrap();
     let out = outrigger(&[
         "control-plane",
         "--data-dir",
@@ -131,7 +137,7 @@ fn bad_policy_names_the_file_and_line() {
     assert_eq!(
         line,
         format!(
-            "error: {}:7: spec.endpoints[0]: invalid address \"x\" (expected ip:port)",
+            "error: {}:7: spec.endpoints[0].address: invalid address \"x\" (expected ip:port)",
             path(&bad)
         )
     );

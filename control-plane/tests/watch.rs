@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use http_body_util::BodyExt as _;
-use outrigger_api::Snapshot;
+use outrigger_api::{MtlsMode, Snapshot};
 
 #[tokio::test]
 async fn watch_requires_a_client_certificate() {
@@ -96,4 +96,95 @@ async fn watch_streams_the_snapshot_until_shutdown() {
     let (status, log) = status.await.unwrap();
     assert!(status.success(), "{log}");
     assert!(log.contains("control plane stopped"), "{log}");
+}
+
+/// The first snapshot of a watch stream opened with `path`, and the stream's body.
+async fn first_snapshot(
+    cp: &ControlPlane,
+    anchor: &str,
+    workload: &Workload,
+    path: &str,
+) -> Snapshot {
+    let response = send(
+        cp.api,
+        tls_client(anchor, Some(workload.certs.clone())),
+        "GET",
+        path,
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut buffered = Vec::new();
+    while !buffered.contains(&b'\n') {
+        let frame = body.frame().await.expect("a first line").expect("frame");
+        buffered.extend_from_slice(frame.data_ref().expect("data"));
+    }
+    let end = buffered.iter().position(|b| *b == b'\n').unwrap();
+    serde_json::from_slice(&buffered[..end]).expect("a Snapshot")
+}
+
+#[tokio::test]
+async fn each_proxy_gets_its_own_server_policy_and_every_traffic_policy() {
+    let mesh = Mesh::new();
+    std::fs::write(mesh.policy.join("shop.yaml"), DESIGN_EXAMPLE).unwrap();
+    std::fs::write(
+        mesh.policy.join("orders.yaml"),
+        PAYMENTS
+            .replace("payments", "orders")
+            .replace("14143", "14144"),
+    )
+    .unwrap();
+    let cp = ControlPlane::start(&mesh);
+    let anchor = mesh.anchor_pem();
+    let payments = enroll(
+        &cp,
+        &anchor,
+        &mesh.token("shop/payments"),
+        &id("shop/payments"),
+    )
+    .await;
+    let orders = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
+
+    // Found by identity: payments' sidecar gets payments' ServerPolicy.
+    let snap = first_snapshot(&cp, &anchor, &payments, "/v1/watch?proxy=p1").await;
+    let server = snap.server_policy.expect("payments' ServerPolicy");
+    assert_eq!(server.mtls, MtlsMode::Strict);
+    assert_eq!(server.rate_limit.unwrap().requests_per_second, 500);
+    // Every service, each with its TrafficPolicy if it has one.
+    let names: Vec<&str> = snap.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["orders", "payments"]);
+    assert!(snap.services[0].traffic_policy.is_none());
+    let traffic = snap.services[1]
+        .traffic_policy
+        .as_ref()
+        .expect("TrafficPolicy");
+    assert_eq!(traffic.retries.as_ref().unwrap().attempts, Some(2));
+
+    // orders has no ServerPolicy: the proxy uses DESIGN.md's defaults.
+    let snap = first_snapshot(&cp, &anchor, &orders, "/v1/watch").await;
+    assert!(snap.server_policy.is_none());
+    assert_eq!(snap.services.len(), 2);
+
+    // The `service` parameter names the service explicitly.
+    let snap = first_snapshot(
+        &cp,
+        &anchor,
+        &payments,
+        "/v1/watch?service=shop%2Fpayments&proxy=p2",
+    )
+    .await;
+    assert!(snap.server_policy.is_some());
+
+    // A malformed parameter is refused.
+    let (status, text) = call(
+        cp.api,
+        tls_client(&anchor, Some(payments.certs.clone())),
+        "GET",
+        "/v1/watch?service=payments",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("<namespace>/<name>"), "{text}");
 }

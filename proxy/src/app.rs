@@ -100,6 +100,7 @@ impl Proxy {
         });
         let inbound = Inbound::new(
             &identity,
+            discovery.server_policy(),
             app,
             metrics.service(Direction::Inbound, &service_label),
             metrics.clone(),

@@ -1,21 +1,26 @@
 //! What the proxy may call, from the control plane's snapshots: services by the names an
-//! app may use for them, each with its identity, endpoints and connections. A snapshot
-//! replaces the table atomically; targets and endpoint connections that did not change
-//! are carried over, so applying a snapshot drops no connection and no request.
+//! app may use for them, each with its identity, endpoints, TrafficPolicy and balancer;
+//! and how its own service accepts calls (the ServerPolicy, compiled for the inbound
+//! side). A snapshot replaces both atomically; targets and endpoints that did not change
+//! are carried over (with their connections and latency history), so applying a snapshot
+//! drops no connection and no request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use outrigger_api::{ServiceView, Snapshot};
+use outrigger_api::{ServiceView, Snapshot, TrafficPolicySpec};
 use outrigger_certs::{ServerIdVerifier, SpiffeId, client_config};
 use tokio::sync::watch;
 
+use crate::authz::{ServerPolicy, ServerPolicyCell};
+use crate::balance::Balancer;
 use crate::identity::Identity;
 use crate::metrics::{Direction, Registry, ServiceMetrics};
+use crate::outbound::endpoint::Endpoint;
 use crate::outbound::pool::{Http2Endpoint, Transport};
 
 /// A service this proxy may call.
@@ -23,19 +28,18 @@ pub struct Target {
     pub name: String,
     pub namespace: String,
     pub identity: SpiffeId,
-    pub endpoints: Vec<Arc<Http2Endpoint>>,
-    next: AtomicUsize,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// How to call it, as the control plane sent it (`None`: DESIGN.md's defaults).
+    pub policy: Option<TrafficPolicySpec>,
+    balancer: Balancer,
     pub metrics: Arc<ServiceMetrics>,
 }
 
 impl Target {
-    /// Round-robin over the endpoints (peak-EWMA arrives with issue #3).
-    pub fn pick(&self) -> Option<&Arc<Http2Endpoint>> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
+    /// The endpoint for a request starting at `now`, as the policy's balancer chooses.
+    pub fn pick(&self, now: Instant) -> Option<&Arc<Endpoint>> {
+        self.balancer
+            .pick(&self.endpoints, &mut fastrand::Rng::new(), now)
     }
 }
 
@@ -58,6 +62,7 @@ impl Table {
 
 pub struct Discovery {
     table: ArcSwap<Table>,
+    server: Arc<ServerPolicyCell>,
     applied: watch::Sender<u64>,
     identity: Arc<Identity>,
     metrics: Arc<Registry>,
@@ -72,6 +77,7 @@ impl Discovery {
     ) -> Arc<Self> {
         Arc::new(Discovery {
             table: ArcSwap::from_pointee(Table::default()),
+            server: Arc::new(ServerPolicyCell::default()),
             applied: watch::channel(0).0,
             identity,
             metrics,
@@ -81,6 +87,11 @@ impl Discovery {
 
     pub fn table(&self) -> arc_swap::Guard<Arc<Table>> {
         self.table.load()
+    }
+
+    /// The ServerPolicy in force, for the inbound side; replaced by each snapshot.
+    pub fn server_policy(&self) -> Arc<ServerPolicyCell> {
+        self.server.clone()
     }
 
     /// Whether a snapshot has been applied.
@@ -127,6 +138,10 @@ impl Discovery {
         }
         table.by_authority.extend(bare_names);
         self.metrics.config_version.store(snapshot.version, Relaxed);
+        if self.server.load().spec() != snapshot.server_policy.as_ref() {
+            self.server
+                .store(ServerPolicy::compile(snapshot.server_policy.as_ref()));
+        }
         self.table.store(Arc::new(table));
         self.applied.send_replace(snapshot.version);
         tracing::info!(
@@ -151,7 +166,8 @@ impl Discovery {
             t.name == view.name && t.namespace == view.namespace && t.identity == identity
         });
         if let Some(previous) = previous {
-            let same = previous.endpoints.len() == addrs.len()
+            let same = previous.policy == view.traffic_policy
+                && previous.endpoints.len() == addrs.len()
                 && previous
                     .endpoints
                     .iter()
@@ -161,35 +177,53 @@ impl Discovery {
                 return Ok(previous.clone());
             }
         }
-        let tls = client_config(
-            Some(self.identity.certs.clone()),
-            ServerIdVerifier::new(self.identity.bundle.clone(), identity.clone()),
-            &[b"h2"],
-        )
-        .map_err(|e| e.to_string())?;
-        let endpoints = addrs
-            .into_iter()
-            .map(|addr| {
-                // Keep the live connection of an endpoint that stays.
-                previous
-                    .and_then(|p| p.endpoints.iter().find(|e| e.addr() == addr).cloned())
-                    .unwrap_or_else(|| {
-                        Arc::new(Http2Endpoint::new(
-                            addr,
-                            Transport::Tls(tls.clone()),
-                            self.connect_timeout,
-                            self.metrics.clone(),
-                        ))
-                    })
-            })
-            .collect();
+        // Made only when an endpoint is new: a TLS config is not free.
+        let mut tls_config = None;
+        let now = Instant::now();
+        let mut endpoints = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            // An endpoint that stays keeps its live connection and its latency history.
+            let kept = previous.and_then(|p| p.endpoints.iter().find(|e| e.addr() == addr));
+            if let Some(kept) = kept {
+                endpoints.push(kept.clone());
+                continue;
+            }
+            let tls = match tls_config.clone() {
+                Some(tls) => tls,
+                None => {
+                    let made = client_config(
+                        Some(self.identity.certs.clone()),
+                        ServerIdVerifier::new(self.identity.bundle.clone(), identity.clone()),
+                        &[b"h2"],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    tls_config = Some(made.clone());
+                    made
+                }
+            };
+            let connection = Http2Endpoint::new(
+                addr,
+                Transport::Tls(tls),
+                self.connect_timeout,
+                self.metrics.clone(),
+            );
+            endpoints.push(Arc::new(Endpoint::new(connection, now)));
+        }
+        let policy = view.traffic_policy.clone();
+        let balancer = Balancer::new(
+            policy
+                .as_ref()
+                .and_then(|p| p.load_balancer)
+                .unwrap_or_default(),
+        );
         let label = format!("{}.{}", view.name, view.namespace);
         Ok(Arc::new(Target {
             name: view.name.clone(),
             namespace: view.namespace.clone(),
             identity,
             endpoints,
-            next: AtomicUsize::new(0),
+            policy,
+            balancer,
             metrics: self.metrics.service(Direction::Outbound, &label),
         }))
     }
@@ -203,4 +237,124 @@ fn authorities(target: &Target) -> [String; 3] {
         format!("{name}.{ns}.svc"),
         format!("{name}.{ns}.svc.cluster.local"),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use outrigger_api::{
+        Authorization, AuthorizationDefault, EndpointView, LoadBalancer, Protocol, ServerPolicySpec,
+    };
+    use outrigger_certs::{CaPaths, TrustBundle, init_ca};
+
+    use super::*;
+    use crate::balance::Balanced;
+
+    fn discovery() -> (Arc<Discovery>, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        init_ca(dir.path(), "cluster.local").expect("CA");
+        let pem = std::fs::read_to_string(CaPaths::new(dir.path()).trust_anchor()).expect("PEM");
+        let bundle = TrustBundle::from_pem(&pem).expect("bundle");
+        let metrics = Registry::new();
+        let identity = Identity::new(bundle, "cluster.local", metrics.clone());
+        let discovery = Discovery::new(identity, metrics, Duration::from_secs(1));
+        (discovery, pem, dir)
+    }
+
+    fn snapshot(
+        version: u64,
+        pem: &str,
+        addrs: &[&str],
+        balancer: Option<LoadBalancer>,
+    ) -> Snapshot {
+        Snapshot {
+            version,
+            trust_bundle: pem.to_string(),
+            services: vec![ServiceView {
+                name: "payments".into(),
+                namespace: "shop".into(),
+                identity: "spiffe://cluster.local/ns/shop/sa/payments".into(),
+                protocol: Protocol::Http,
+                endpoints: addrs
+                    .iter()
+                    .map(|a| EndpointView {
+                        address: a.to_string(),
+                    })
+                    .collect(),
+                traffic_policy: balancer.map(|lb| TrafficPolicySpec {
+                    load_balancer: Some(lb),
+                    ..TrafficPolicySpec::default()
+                }),
+            }],
+            server_policy: None,
+        }
+    }
+
+    #[test]
+    fn endpoints_that_stay_keep_their_connection_and_latency_history() {
+        let (discovery, pem, _dir) = discovery();
+        discovery.apply(&snapshot(
+            1,
+            &pem,
+            &["127.0.0.1:1001", "127.0.0.1:1002"],
+            None,
+        ));
+        let first = discovery.table().lookup("payments.shop").cloned().unwrap();
+        let kept = first.endpoints[0].clone();
+        let t0 = Instant::now();
+        kept.load()
+            .start(t0)
+            .finish(true, t0 + Duration::from_millis(7));
+
+        // Another endpoint set and another balancer: a new target, the same endpoint.
+        let next = snapshot(
+            2,
+            &pem,
+            &["127.0.0.1:1001", "127.0.0.1:1003"],
+            Some(LoadBalancer::RoundRobin),
+        );
+        discovery.apply(&next);
+        let second = discovery.table().lookup("payments").cloned().unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&second.endpoints[0], &kept));
+        let estimate = second.endpoints[0]
+            .load()
+            .estimate(t0 + Duration::from_millis(7));
+        assert!((estimate - 7e6).abs() < 1.0, "{estimate}");
+        assert_eq!(second.endpoints[1].addr().port(), 1003);
+        // Round robin now: the two endpoints take turns.
+        let now = Instant::now();
+        let a = second.pick(now).unwrap().addr();
+        let b = second.pick(now).unwrap().addr();
+        assert_ne!(a, b);
+
+        // The same snapshot again changes nothing.
+        discovery.apply(&Snapshot { version: 3, ..next });
+        let third = discovery.table().lookup("payments").cloned().unwrap();
+        assert!(Arc::ptr_eq(&second, &third));
+    }
+
+    #[test]
+    fn the_server_policy_follows_snapshots() {
+        let (discovery, pem, _dir) = discovery();
+        let cell = discovery.server_policy();
+        let caller = Some("spiffe://cluster.local/ns/shop/sa/orders");
+        assert!(cell.load().allows(caller, &http::Method::GET, "/"));
+        let deny_all = ServerPolicySpec {
+            authorization: Some(Authorization {
+                default: AuthorizationDefault::Deny,
+                rules: vec![],
+            }),
+            ..ServerPolicySpec::default()
+        };
+        discovery.apply(&Snapshot {
+            server_policy: Some(deny_all.clone()),
+            ..snapshot(1, &pem, &[], None)
+        });
+        assert!(!cell.load().allows(caller, &http::Method::GET, "/"));
+        assert_eq!(cell.load().spec(), Some(&deny_all));
+        discovery.apply(&snapshot(2, &pem, &[], None));
+        assert!(cell.load().allows(caller, &http::Method::GET, "/"));
+    }
 }

@@ -5,7 +5,9 @@
 
 mod admin;
 mod app;
+mod authz;
 mod backoff;
+mod balance;
 mod body;
 pub mod config;
 mod control;
@@ -16,6 +18,7 @@ mod identity;
 mod inbound;
 mod metrics;
 mod outbound;
+mod request_match;
 // Issue #4's mechanisms, tested on their own; the outbound and inbound stacks use them
 // as they are wired in.
 #[allow(dead_code)]

@@ -47,7 +47,15 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Process {
-        let log = log_dir.join(format!("{name}.log"));
+        // Several processes may share a name (three instances of one service): each
+        // keeps its own log.
+        let log = (1..)
+            .map(|i| match i {
+                1 => log_dir.join(format!("{name}.log")),
+                i => log_dir.join(format!("{name}-{i}.log")),
+            })
+            .find(|path| !path.exists())
+            .expect("a free log file name");
         let file = File::create(&log).expect("create log file");
         command
             .stdin(Stdio::null())

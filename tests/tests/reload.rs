@@ -26,11 +26,13 @@ async fn setup() -> (Mesh, Sidecar, [(Arc<EchoApp>, Sidecar, u16); 2]) {
     let orders = mesh
         .sidecar("orders", "shop/orders", None, free_port())
         .await;
+    // Named apart from the MeshService so that they do not register themselves: these
+    // tests move traffic by editing the static endpoints.
     let a = mesh
-        .sidecar("payments", "shop/payments", Some(a_app.addr), a_port)
+        .sidecar("payments-a", "shop/payments", Some(a_app.addr), a_port)
         .await;
     let b = mesh
-        .sidecar("payments", "shop/payments", Some(b_app.addr), b_port)
+        .sidecar("payments-b", "shop/payments", Some(b_app.addr), b_port)
         .await;
     (mesh, orders, [(a_app, a, a_port), (b_app, b, b_port)])
 }
@@ -174,10 +176,24 @@ async fn a_dead_control_plane_breaks_nothing_and_its_return_reaches_every_proxy(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let version = mesh.status().await["version"].clone();
-    for sidecar in [&orders, &a_sidecar, &b_sidecar] {
-        assert_eq!(sidecar.config().await["config_version"], version);
-    }
+    // What `outrigger status` said, each sidecar's own /config confirms.
+    eventually(
+        "every sidecar applies the served version",
+        START_LIMIT,
+        || {
+            let (mesh, sidecars) = (&mesh, [&orders, &a_sidecar, &b_sidecar]);
+            async move {
+                let version = mesh.status().await["version"].clone();
+                for sidecar in sidecars {
+                    if sidecar.config().await["config_version"] != version {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
 
     let (sent, failures) = traffic.finish().await;
     assert!(

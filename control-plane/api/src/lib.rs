@@ -5,6 +5,7 @@ pub mod duration;
 pub mod resource;
 pub mod server_policy;
 pub mod traffic_policy;
+pub mod validate;
 pub mod wire;
 
 pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
@@ -20,6 +21,7 @@ pub use traffic_policy::{
     Backoff, Bulkhead, CircuitBreaker, FailureRate, Fallback, LoadBalancer, Retries, RetryBudget,
     Route, Timeouts, TrafficPolicy, TrafficPolicySpec,
 };
+pub use validate::{FieldError, check_identity_glob, is_http_method, is_retry_condition};
 pub use wire::{
     ApiError, CertificateRequest, CertificateResponse, EndpointView, Heartbeat, HeartbeatResponse,
     Instance, MeshStatus, ProxyStatus, ServiceView, Snapshot,

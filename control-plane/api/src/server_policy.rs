@@ -55,8 +55,10 @@ pub enum AuthorizationDefault {
     Allow,
 }
 
-/// Allows requests from identities matching `from` (SPIFFE ids; `*` matches one path
-/// segment's rest, e.g. `spiffe://cluster.local/ns/ops/sa/*`) that match `match`.
+/// Allows requests from identities matching `from` that match `match`. `from` holds
+/// identity globs: SPIFFE ids where `*` is a whole segment or ends one and matches any run
+/// of characters except `/` (e.g. `spiffe://cluster.local/ns/ops/sa/*`); see
+/// [`crate::validate`] for the exact syntax.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthorizationRule {

@@ -12,7 +12,6 @@ use super::invalid::Invalid;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     MeshService,
-    /// Parsed and enforced from live policy (issue #3) on; accepted and skipped for now.
     TrafficPolicy,
     ServerPolicy,
 }
@@ -30,7 +29,7 @@ struct HeaderSpans {
 /// Reads and checks the header of `doc`.
 pub(crate) fn read(doc: &Document<'_>) -> Result<Kind, Invalid> {
     let header: TypeHeader =
-        serde_saphyr::from_str(doc.text).map_err(|e| Invalid::yaml(doc, &e))?;
+        serde_saphyr::from_str(doc.text).map_err(|e| Invalid::yaml(doc, &e, None))?;
     let spans: Option<HeaderSpans> = serde_saphyr::from_str(doc.text).ok();
     let api_line = spans
         .as_ref()
@@ -47,14 +46,16 @@ pub(crate) fn read(doc: &Document<'_>) -> Result<Kind, Invalid> {
             return Err(Invalid::at(
                 doc,
                 None,
-                format!("apiVersion: missing (expected {API_VERSION})"),
+                Some("apiVersion".into()),
+                format!("missing (expected {API_VERSION})"),
             ));
         }
         Some(other) => {
             return Err(Invalid::at(
                 doc,
                 api_line,
-                format!("apiVersion: {other:?} is not supported (expected {API_VERSION})"),
+                Some("apiVersion".into()),
+                format!("{other:?} is not supported (expected {API_VERSION})"),
             ));
         }
     }
@@ -65,14 +66,14 @@ pub(crate) fn read(doc: &Document<'_>) -> Result<Kind, Invalid> {
         None => Err(Invalid::at(
             doc,
             None,
-            "kind: missing (expected MeshService, TrafficPolicy or ServerPolicy)",
+            Some("kind".into()),
+            "missing (expected MeshService, TrafficPolicy or ServerPolicy)",
         )),
         Some(other) => Err(Invalid::at(
             doc,
             kind_line,
-            format!(
-                "kind: unknown kind {other:?} (expected MeshService, TrafficPolicy or ServerPolicy)"
-            ),
+            Some("kind".into()),
+            format!("unknown kind {other:?} (expected MeshService, TrafficPolicy or ServerPolicy)"),
         )),
     }
 }

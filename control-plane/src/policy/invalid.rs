@@ -5,30 +5,50 @@ use serde_saphyr::Location;
 
 use super::documents::Document;
 
-/// What is wrong, and on which line of the file.
-#[derive(Debug, PartialEq, Eq)]
+/// What is wrong, about which field, and on which line of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
     pub line: u64,
+    /// The field's path from the document's root (`spec.retries.backoff.base`), if the
+    /// problem is about one field.
+    pub field: Option<String>,
     pub message: String,
 }
 
 impl Invalid {
     /// A problem at `location` inside `doc`; at the document's start if the parser did not
     /// say where.
-    pub fn at(doc: &Document<'_>, location: Option<Location>, message: impl Into<String>) -> Self {
-        let line = match location.map(|l| l.line()) {
+    pub fn at(
+        doc: &Document<'_>,
+        location: Option<Location>,
+        field: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Invalid::at_line(doc, location.map(|l| l.line()), field, message)
+    }
+
+    /// A problem at `line` (1-based within `doc`; 0 or `None`: the document's start).
+    pub fn at_line(
+        doc: &Document<'_>,
+        line: Option<u64>,
+        field: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let line = match line {
             Some(line) if line > 0 => doc.line_offset + line,
             _ => doc.first_content_line(),
         };
         Invalid {
             line,
+            field,
             message: message.into(),
         }
     }
 
-    /// A YAML syntax or shape error (unknown field, wrong type, missing field).
-    pub fn yaml(doc: &Document<'_>, err: &serde_saphyr::Error) -> Self {
-        Invalid::at(doc, err.location(), plain_message(err))
+    /// A YAML syntax or shape error (unknown field, wrong type, missing field), about the
+    /// field at `path` if known.
+    pub fn yaml(doc: &Document<'_>, err: &serde_saphyr::Error, path: Option<String>) -> Self {
+        Invalid::at(doc, err.location(), path, plain_message(err))
     }
 }
 

@@ -1,12 +1,12 @@
-//! Loading policy files: what is accepted, and that every error names file:line.
+//! Loading policy files: what is accepted, and that every error names file:line: field.
 
 use std::path::Path;
 
-use outrigger_api::Protocol;
+use outrigger_api::{LoadBalancer, MtlsMode, Protocol};
 
 use super::*;
 
-const PAYMENTS: &str = "\
+pub(super) const PAYMENTS: &str = "\
 apiVersion: outrigger.dev/v1alpha1
 kind: MeshService
 metadata: {name: payments, namespace: shop}
@@ -17,15 +17,24 @@ spec:
     - address: 127.0.0.1:14143
 ";
 
-fn load(text: &str) -> Result<Policy, PolicyError> {
+/// DESIGN.md's example, all three kinds, with the header on each document.
+pub(super) const DESIGN_EXAMPLE: &str = include_str!("../../tests/fixtures/design-example.yaml");
+pub(super) fn load(text: &str) -> Result<Policy, PolicyErrors> {
     let mut loader = Loader::new("cluster.local");
-    loader.add_file(Path::new("policy/shop.yaml"), text)?;
-    Ok(loader.finish())
+    loader.add_file(Path::new("policy/shop.yaml"), text);
+    loader.finish()
 }
 
-/// The error text for `text`, which must be refused.
-fn error(text: &str) -> String {
-    load(text).unwrap_err().to_string()
+/// The error lines for `text`, which must be refused.
+pub(super) fn errors(text: &str) -> Vec<String> {
+    load(text).unwrap_err().lines()
+}
+
+/// The one error line for `text`.
+pub(super) fn error(text: &str) -> String {
+    let lines = errors(text);
+    assert_eq!(lines.len(), 1, "one error: {lines:#?}");
+    lines.into_iter().next().unwrap()
 }
 
 #[test]
@@ -40,15 +49,40 @@ fn loads_a_mesh_service() {
     assert_eq!(svc.identity, "spiffe://cluster.local/ns/shop/sa/payments");
     assert_eq!(svc.protocol, Protocol::Http);
     assert_eq!(svc.endpoints[0].address, "127.0.0.1:14143");
+    assert!(svc.traffic_policy.is_none());
+    assert!(policy.server_policies.is_empty());
 }
 
 #[test]
-fn skips_traffic_and_server_policies_and_empty_documents() {
-    let text = format!(
-        "# comment only\n---\n{PAYMENTS}---\napiVersion: outrigger.dev/v1alpha1\nkind: TrafficPolicy\n\
-         metadata: {{name: payments, namespace: shop}}\nspec: {{anything: 1}}\n---\n\
-         apiVersion: outrigger.dev/v1alpha1\nkind: ServerPolicy\nspec: {{}}\n---\n"
+fn the_design_example_is_valid_and_attached() {
+    let policy = load(DESIGN_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(policy.services.len(), 1);
+    let traffic = policy.services[0].traffic_policy.as_ref().unwrap();
+    assert_eq!(traffic.load_balancer, Some(LoadBalancer::PeakEwma));
+    let retries = traffic.retries.as_ref().unwrap();
+    assert_eq!(retries.attempts, Some(2));
+    assert_eq!(
+        retries.backoff.as_ref().unwrap().max.get(),
+        std::time::Duration::from_millis(250)
     );
+    assert_eq!(
+        traffic.routes[0].retries.as_ref().unwrap().attempts,
+        Some(0)
+    );
+    let fallback = traffic.fallback.as_ref().unwrap();
+    assert_eq!(fallback.body, r#"{"degraded":true}"#);
+    assert_eq!(fallback.headers["content-type"], "application/json");
+
+    let server = &policy.server_policies[&ServiceKey::new("shop", "payments")];
+    assert_eq!(server.mtls, MtlsMode::Strict);
+    let rules = &server.authorization.as_ref().unwrap().rules;
+    assert_eq!(rules[0].from[1], "spiffe://cluster.local/ns/ops/sa/*");
+    assert_eq!(server.concurrency.as_ref().unwrap().max, Some(256));
+}
+
+#[test]
+fn empty_documents_are_skipped() {
+    let text = format!("# comment only\n---\n{PAYMENTS}---\n\n# nothing\n---\n");
     assert_eq!(load(&text).unwrap().services.len(), 1);
 }
 
@@ -57,7 +91,7 @@ fn bad_endpoint_names_the_file_line_and_field() {
     let text = PAYMENTS.replace("127.0.0.1:14143", "x");
     assert_eq!(
         error(&text),
-        "policy/shop.yaml:8: spec.endpoints[0]: invalid address \"x\" (expected ip:port)"
+        "policy/shop.yaml:8: spec.endpoints[0].address: invalid address \"x\" (expected ip:port)"
     );
 }
 
@@ -70,7 +104,7 @@ fn lines_count_from_the_file_not_the_document() {
     let text = format!("{PAYMENTS}---\n{second}");
     let err = error(&text);
     assert!(
-        err.starts_with("policy/shop.yaml:17: spec.endpoints[0]"),
+        err.starts_with("policy/shop.yaml:17: spec.endpoints[0].address: "),
         "{err}"
     );
 }
@@ -82,9 +116,19 @@ fn unknown_field_is_an_error_at_its_line() {
         PAYMENTS.replace("  protocol: http", "  protocl: http")
     );
     let err = error(&text);
-    assert!(err.starts_with("policy/shop.yaml:15: "), "{err}");
+    assert!(err.starts_with("policy/shop.yaml:15: spec"), "{err}");
     assert!(err.contains("protocl"), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn bad_duration_names_its_field_path() {
+    let text = DESIGN_EXAMPLE.replace("base: 25ms", "base: 25");
+    assert_eq!(
+        error(&text),
+        "policy/shop.yaml:21: spec.retries.backoff.base: invalid duration \"25\" \
+         (expected a number and a unit: ms, s, m, h; e.g. 250ms, 2s, 1m)"
+    );
 }
 
 #[test]
@@ -142,7 +186,7 @@ fn duplicate_service_names_both_places() {
     let err = error(&format!("{PAYMENTS}---\n{PAYMENTS}"));
     assert_eq!(
         err,
-        "policy/shop.yaml:10: MeshService shop/payments is already defined at policy/shop.yaml:1"
+        "policy/shop.yaml:12: metadata.name: MeshService shop/payments is already defined at policy/shop.yaml:1"
     );
 }
 
@@ -162,6 +206,27 @@ fn load_dir_reads_yaml_recursively_and_skips_hidden_and_other_files() {
     let names: Vec<&str> = policy.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["orders", "payments"]);
 
-    let err = load_dir(&dir.path().join("missing"), "cluster.local").unwrap_err();
-    assert!(err.to_string().contains("missing"), "{err}");
+    let missing = dir.path().join("missing");
+    let err = load_dir(&missing, "cluster.local").unwrap_err().to_string();
+    assert!(err.starts_with(missing.to_str().unwrap()), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn policies_attach_to_their_target_in_their_namespace() {
+    let other_ns = DESIGN_EXAMPLE.replace("namespace: shop", "namespace: ops");
+    let text = format!("{DESIGN_EXAMPLE}---\n{other_ns}");
+    let text = text.replace(
+        "spiffe://cluster.local/ns/shop/sa/orders",
+        "spiffe://cluster.local/ns/ops/sa/orders",
+    );
+    let policy = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(policy.services.len(), 2);
+    assert!(policy.services.iter().all(|s| s.traffic_policy.is_some()));
+    assert_eq!(policy.server_policies.len(), 2);
+    assert!(
+        policy
+            .service(&ServiceKey::new("ops", "payments"))
+            .is_some()
+    );
 }

@@ -1,4 +1,5 @@
-//! The plain-HTTP port (`--http`): liveness, readiness and the control plane's metrics.
+//! The plain-HTTP port (`--http`): liveness, readiness, the control plane's metrics and the
+//! mesh's status (`GET /api/status`, what `outrigger status` prints).
 //! (The dashboard and `/api/stats` join it in later issues.)
 
 use std::sync::atomic::Ordering;
@@ -7,7 +8,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::Shared;
-use super::body::{RespBody, whole};
+use super::body::{RespBody, json, whole};
+use crate::metrics::Gauges;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -26,9 +28,18 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
         // not ready again while shutting down, so that traffic moves elsewhere.
         "/ready" if shared.ready.load(Ordering::Acquire) => whole(StatusCode::OK, TEXT, "ready\n"),
         "/ready" => whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n"),
-        "/metrics" => {
+        "/api/status" => {
             let version = shared.snapshots.current().version;
-            let text = shared.metrics.render(shared.watchers.count(), version);
+            let status = shared.proxies.status(version, shared.health.errors());
+            json(StatusCode::OK, &status)
+        }
+        "/metrics" => {
+            let text = shared.metrics.render(Gauges {
+                watchers: shared.watchers.count(),
+                config_version: shared.snapshots.current().version,
+                config_valid: shared.health.is_valid(),
+                registered_instances: shared.registry.healthy_count(),
+            });
             whole(StatusCode::OK, PROMETHEUS_TEXT, text)
         }
         _ => whole(StatusCode::NOT_FOUND, TEXT, "not found\n"),

@@ -5,7 +5,7 @@ use hyper::body::Incoming;
 
 use super::api_error::ApiFailure;
 use super::body::RespBody;
-use super::{ConnInfo, Shared, certificates, watch};
+use super::{ConnInfo, Shared, certificates, register, watch};
 
 pub(crate) async fn route(
     shared: &Shared,
@@ -15,8 +15,10 @@ pub(crate) async fn route(
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/certificates") => certificates::handle(shared, conn, req).await,
         (_, "/v1/certificates") => ApiFailure::MethodNotAllowed("POST").into_response(),
-        (&Method::GET, "/v1/watch") => watch::handle(shared, conn),
+        (&Method::GET, "/v1/watch") => watch::handle(shared, conn, req.uri().query()),
         (_, "/v1/watch") => ApiFailure::MethodNotAllowed("GET").into_response(),
+        (&Method::POST, "/v1/register") => register::handle(shared, conn, req).await,
+        (_, "/v1/register") => ApiFailure::MethodNotAllowed("POST").into_response(),
         _ => ApiFailure::NotFound.into_response(),
     }
 }

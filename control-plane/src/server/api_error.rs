@@ -14,6 +14,8 @@ pub(crate) enum ApiFailure {
     InvalidCsr(String),
     /// No proof of identity, or a proof that does not hold (with the precise reason).
     Unauthenticated(String),
+    /// Authenticated, but not allowed to do this (with the precise reason).
+    Forbidden(String),
     PayloadTooLarge(usize),
     RequestTimeout,
     NotFound,
@@ -28,6 +30,7 @@ impl ApiFailure {
         match self {
             ApiFailure::BadRequest(_) | ApiFailure::InvalidCsr(_) => StatusCode::BAD_REQUEST,
             ApiFailure::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiFailure::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiFailure::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiFailure::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiFailure::NotFound => StatusCode::NOT_FOUND,
@@ -40,6 +43,7 @@ impl ApiFailure {
         match self {
             ApiFailure::NotFound => "not-found",
             ApiFailure::MethodNotAllowed(_) => "method-not-allowed",
+            ApiFailure::Forbidden(_) => "forbidden",
             other => other.refusal().label(),
         }
     }
@@ -49,7 +53,8 @@ impl ApiFailure {
         match self {
             ApiFailure::BadRequest(_) => Refusal::BadRequest,
             ApiFailure::InvalidCsr(_) => Refusal::InvalidCsr,
-            ApiFailure::Unauthenticated(_) => Refusal::Unauthenticated,
+            // Certificate requests are never forbidden, only unauthenticated.
+            ApiFailure::Unauthenticated(_) | ApiFailure::Forbidden(_) => Refusal::Unauthenticated,
             ApiFailure::PayloadTooLarge(_) => Refusal::PayloadTooLarge,
             ApiFailure::RequestTimeout => Refusal::RequestTimeout,
             ApiFailure::NotFound | ApiFailure::MethodNotAllowed(_) => Refusal::BadRequest,
@@ -61,7 +66,8 @@ impl ApiFailure {
         match self {
             ApiFailure::BadRequest(m)
             | ApiFailure::InvalidCsr(m)
-            | ApiFailure::Unauthenticated(m) => m.clone(),
+            | ApiFailure::Unauthenticated(m)
+            | ApiFailure::Forbidden(m) => m.clone(),
             ApiFailure::PayloadTooLarge(limit) => {
                 format!("request body is larger than {limit} bytes")
             }

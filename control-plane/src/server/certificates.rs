@@ -102,7 +102,7 @@ async fn issue(
     Ok((response, identity, proven_by))
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, ApiFailure> {
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, ApiFailure> {
     let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect())
         .await
         .map_err(|_| ApiFailure::RequestTimeout)?;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::policy::PolicyError;
+use crate::policy::PolicyErrors;
 use crate::token::TokenError;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,8 +12,9 @@ pub enum ServeError {
     Ca(outrigger_certs::Error),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Every problem of the policy files, one per line.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(#[from] PolicyErrors),
     #[error("cannot issue the control plane's own certificate: {0}")]
     ServingCert(outrigger_certs::Error),
     #[error("cannot listen on {addr} ({what}): {source}")]

@@ -10,6 +10,8 @@ mod body;
 mod certificates;
 mod conn;
 mod error;
+mod query;
+mod register;
 mod serving_cert;
 mod watch;
 
@@ -32,6 +34,9 @@ pub use serving_cert::control_plane_identity;
 
 use crate::metrics::Metrics;
 use crate::policy;
+use crate::proxies::Proxies;
+use crate::registry::{self, Registry};
+use crate::reload::{self, ConfigHealth, Reloader};
 use crate::snapshot::SnapshotPublisher;
 use crate::token::TokenKey;
 use crate::watchers::Watchers;
@@ -52,10 +57,14 @@ pub struct ServeConfig {
     pub http: SocketAddr,
     /// Lifetime of the certificates issued, the control plane's own included.
     pub cert_ttl: Duration,
+    /// A registered instance leaves its service's endpoints when no heartbeat comes
+    /// within this long.
+    pub registration_ttl: Duration,
 }
 
 impl ServeConfig {
-    /// The defaults of `outrigger control-plane`: 127.0.0.1:8443, 127.0.0.1:8080, 24h.
+    /// The defaults of `outrigger control-plane`: 127.0.0.1:8443, 127.0.0.1:8080, 24h
+    /// certificates, 10s registrations.
     pub fn new(data_dir: impl Into<PathBuf>, policy_dir: impl Into<PathBuf>) -> Self {
         ServeConfig {
             data_dir: data_dir.into(),
@@ -63,6 +72,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             cert_ttl: Duration::from_secs(24 * 3600),
+            registration_ttl: registry::DEFAULT_TTL,
         }
     }
 }
@@ -72,9 +82,14 @@ pub(crate) struct Shared {
     ca: Arc<Ca>,
     tokens: TokenKey,
     cert_ttl: Duration,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     watchers: Arc<Watchers>,
     snapshots: SnapshotPublisher,
+    /// Whether the policy files on disk are valid now (the last reload's errors).
+    health: Arc<ConfigHealth>,
+    registry: Arc<Registry>,
+    /// Which proxy runs which version, for `/api/status`.
+    proxies: Arc<Proxies>,
     /// Turns true when shutdown begins: ends watch streams and background tasks.
     stopping: watch_channel::Receiver<bool>,
     ready: AtomicBool,
@@ -98,12 +113,20 @@ pub struct Server {
     certs: Arc<CertStore>,
     cert_not_after: i64,
     stop: watch_channel::Sender<bool>,
+    reloader: Reloader,
+    policy_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
 }
 
 impl Server {
     /// Loads the CA, the token key and the policy dir, issues the serving certificate,
     /// and binds both sockets.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        if config.registration_ttl < Duration::from_millis(100) {
+            return Err(ServeError::Config(format!(
+                "registration TTL {:?} is too short (at least 100ms)",
+                config.registration_ttl
+            )));
+        }
         if config.cert_ttl < Duration::from_secs(1) {
             return Err(ServeError::Config(format!(
                 "certificate TTL {:?} is too short (at least 1s)",
@@ -113,9 +136,22 @@ impl Server {
         let ca = Arc::new(Ca::load(&config.data_dir).map_err(ServeError::Ca)?);
         let tokens = TokenKey::load(&config.data_dir)?;
         let td = ca.trust_domain().to_string();
+        // Watching first: a change made while the dir is read is not missed.
+        let policy_watch = reload::watch_dir(&config.policy_dir).map_err(|e| {
+            ServeError::Config(format!(
+                "cannot watch the policy dir {} for changes: {e}",
+                config.policy_dir.display()
+            ))
+        })?;
         let policy = policy::load_dir(&config.policy_dir, &td)?;
         info!(
             services = policy.services.len(),
+            traffic_policies = policy
+                .services
+                .iter()
+                .filter(|s| s.traffic_policy.is_some())
+                .count(),
+            server_policies = policy.server_policies.len(),
             "loaded policy from {}",
             config.policy_dir.display()
         );
@@ -137,13 +173,27 @@ impl Server {
         info!("health and metrics listening on http://{http_addr}");
 
         let (stop, stopping) = watch_channel::channel(false);
+        let snapshots = SnapshotPublisher::new(ca.trust_bundle_pem().to_string(), policy);
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(ConfigHealth::default());
+        let reloader = Reloader {
+            dir: config.policy_dir.clone(),
+            trust_domain: td,
+            publisher: snapshots.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+        };
+        let registry = Registry::new(config.registration_ttl, snapshots.clone());
         let shared = Arc::new(Shared {
-            snapshots: SnapshotPublisher::new(ca.trust_bundle_pem().to_string(), policy),
+            registry,
+            proxies: Proxies::new(),
+            snapshots,
             ca,
             tokens,
             cert_ttl: config.cert_ttl,
-            metrics: Metrics::default(),
+            metrics,
             watchers: Watchers::new(),
+            health,
             stopping,
             ready: AtomicBool::new(false),
         });
@@ -157,6 +207,8 @@ impl Server {
             certs,
             cert_not_after,
             stop,
+            reloader,
+            policy_watch,
         })
     }
 
@@ -175,7 +227,12 @@ impl Server {
         control_plane_identity(self.shared.ca.trust_domain())
     }
 
-    /// Publishes new configuration to every watcher (live reload, from issue #3 on).
+    /// Reloads the policy dir now, as a change on disk does.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Publishes new configuration to every watcher.
     pub fn publisher(&self) -> SnapshotPublisher {
         self.shared.snapshots.clone()
     }
@@ -196,8 +253,17 @@ impl Server {
             certs,
             cert_not_after,
             stop,
+            reloader,
+            policy_watch: (watcher, changes),
             ..
         } = self;
+        let expiring = tokio::spawn(shared.registry.clone().run_expiry(shared.stopping.clone()));
+        let reloading = tokio::spawn(reload::run(
+            reloader,
+            watcher,
+            changes,
+            shared.stopping.clone(),
+        ));
         let renewal = tokio::spawn(serving_cert::renew(
             shared.ca.clone(),
             shared.cert_ttl,
@@ -243,6 +309,8 @@ impl Server {
         }
         conns.shutdown().await;
         renewal.abort();
+        reloading.abort();
+        expiring.abort();
         info!("control plane stopped");
         Ok(())
     }

@@ -34,6 +34,9 @@ spec:
     - address: 127.0.0.1:14143
 ";
 
+/// DESIGN.md's example: MeshService, TrafficPolicy and ServerPolicy shop/payments.
+pub const DESIGN_EXAMPLE: &str = include_str!("../fixtures/design-example.yaml");
+
 /// A data dir with a CA (made by `outrigger ca init`) and a policy dir.
 pub struct Mesh {
     _tmp: tempfile::TempDir,
@@ -123,6 +126,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts on free ports and returns once `/ready` answers 200.
     pub fn start(mesh: &Mesh) -> ControlPlane {
+        ControlPlane::start_with(mesh, &[])
+    }
+
+    /// [`ControlPlane::start`] with more flags.
+    pub fn start_with(mesh: &Mesh, flags: &[&str]) -> ControlPlane {
         let mut child = Command::new(BIN)
             .args([
                 "control-plane",
@@ -131,6 +139,7 @@ impl ControlPlane {
                 "--http",
                 "127.0.0.1:0",
             ])
+            .args(flags)
             .env("OUTRIGGER_DATA_DIR", &mesh.data)
             .env("OUTRIGGER_POLICY_DIR", &mesh.policy)
             .env("RUST_LOG", "info")
@@ -239,6 +248,17 @@ pub async fn send(
     path: &str,
     body: Option<String>,
 ) -> Response<Incoming> {
+    send_on_connection(api, tls, method, path, body).await.0
+}
+
+/// [`send`], also returning the connection's task: aborting it closes the connection.
+pub async fn send_on_connection(
+    api: SocketAddr,
+    tls: Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> (Response<Incoming>, tokio::task::JoinHandle<()>) {
     let tcp = tokio::net::TcpStream::connect(api).await.expect("connect");
     let name = ServerName::try_from("control-plane").expect("name");
     let stream = TlsConnector::from(tls)
@@ -248,7 +268,9 @@ pub async fn send(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("HTTP handshake");
-    tokio::spawn(conn);
+    let connection = tokio::spawn(async move {
+        let _ = conn.await;
+    });
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -256,7 +278,8 @@ pub async fn send(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .expect("request");
-    sender.send_request(request).await.expect("response")
+    let response = sender.send_request(request).await.expect("response");
+    (response, connection)
 }
 
 /// One whole request: (status, body as text).
@@ -326,4 +349,84 @@ pub async fn enroll(
 pub fn identity_of(chain_pem: &str) -> SpiffeId {
     let chain = certs_from_pem(chain_pem).expect("chain PEM");
     outrigger_certs::spiffe_id_of(&chain[0]).expect("SPIFFE id")
+}
+
+/// An open `GET /v1/watch` stream, read line by line; dropping it closes the connection.
+pub struct WatchStream {
+    body: Incoming,
+    buffered: Vec<u8>,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl WatchStream {
+    /// Opens `path` (`/v1/watch?...`) as `workload`.
+    pub async fn open(cp: &ControlPlane, anchor: &str, workload: &Workload, path: &str) -> Self {
+        let (response, connection) = send_on_connection(
+            cp.api,
+            tls_client(anchor, Some(workload.certs.clone())),
+            "GET",
+            path,
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        WatchStream {
+            body: response.into_body(),
+            buffered: Vec::new(),
+            connection,
+        }
+    }
+
+    /// The next snapshot; panics if none comes within 30s (only a broken build waits).
+    pub async fn next(&mut self) -> outrigger_api::Snapshot {
+        tokio::time::timeout(Duration::from_secs(30), self.next_line())
+            .await
+            .expect("a snapshot within 30s")
+    }
+
+    async fn next_line(&mut self) -> outrigger_api::Snapshot {
+        loop {
+            if let Some(end) = self.buffered.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffered.drain(..=end).collect();
+                return serde_json::from_slice(&line[..end]).expect("a Snapshot");
+            }
+            let frame = self
+                .body
+                .frame()
+                .await
+                .expect("the stream goes on")
+                .expect("frame");
+            if let Some(data) = frame.data_ref() {
+                self.buffered.extend_from_slice(data);
+            }
+        }
+    }
+}
+
+/// Replaces a file as editors do: write a temp file beside it, then rename.
+pub fn write_atomically(file: &Path, text: &str) {
+    let tmp = file.with_file_name(format!(
+        ".{}.tmp",
+        file.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, file).expect("rename over the file");
+}
+
+/// Polls `check` every 20ms until it holds; panics after 30s. Sleeps on the runtime, so
+/// that its tasks (connections) keep running.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
 }

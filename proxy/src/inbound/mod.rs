@@ -1,25 +1,31 @@
-//! The inbound side: mTLS from peer sidecars (the caller must chain to the mesh's trust
-//! anchors and be of our trust domain), the caller's identity handed to the app in
-//! `outrigger-client-id`, then the request forwarded to the app.
+//! The inbound side: connections from peer sidecars over mTLS (the caller must chain to
+//! the mesh's trust anchors and be of our trust domain) and, when the ServerPolicy is
+//! permissive, from plaintext callers too; then authorization, the caller's identity
+//! handed to the app in `outrigger-client-id`, and the request forwarded to the app.
 
+mod accept;
 mod app;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use outrigger_certs::{ClientIdVerifier, peer_identity, server_config};
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use outrigger_certs::{ClientIdVerifier, server_config};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use app::AppClient;
 
+use self::accept::{Accepted, Caller, accept};
+use crate::authz::ServerPolicyCell;
 use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
@@ -27,11 +33,10 @@ use crate::metrics::{Registry, ServiceMetrics};
 use crate::serve::{Drain, accept_loop, http_builder};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
-/// A peer that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub struct Inbound {
     tls: TlsAcceptor,
+    /// The ServerPolicy: mTLS mode (read per connection) and authorization (per request).
+    policy: Arc<ServerPolicyCell>,
     app: Option<AppClient>,
     metrics: Arc<ServiceMetrics>,
     registry: Arc<Registry>,
@@ -40,6 +45,7 @@ pub struct Inbound {
 impl Inbound {
     pub fn new(
         identity: &Identity,
+        policy: Arc<ServerPolicyCell>,
         app: Option<AppClient>,
         metrics: Arc<ServiceMetrics>,
         registry: Arc<Registry>,
@@ -48,6 +54,7 @@ impl Inbound {
         let config = server_config(identity.certs.clone(), clients, &[b"h2", b"http/1.1"])?;
         Ok(Arc::new(Inbound {
             tls: TlsAcceptor::from(config),
+            policy,
             app,
             metrics,
             registry,
@@ -64,16 +71,22 @@ impl Inbound {
             move |stream, peer, watcher| {
                 let (this, builder) = (self.clone(), builder.clone());
                 async move {
-                    let Some((tls, client_id)) = this.handshake(stream, peer).await else {
+                    let permissive = this.policy.load().permissive();
+                    let Some((accepted, caller)) =
+                        accept(&this.tls, &this.registry, stream, peer, permissive).await
+                    else {
                         return;
                     };
-                    let service = service_fn(move |req| {
-                        let (this, client_id) = (this.clone(), client_id.clone());
-                        async move { Ok::<_, Infallible>(this.forward(req, client_id).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(error) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, %error, "inbound connection ended with an error");
+                    let caller = Arc::new(caller);
+                    match accepted {
+                        Accepted::Tls(tls) => {
+                            this.serve_connection(&builder, *tls, caller, peer, watcher)
+                                .await;
+                        }
+                        Accepted::Plain(tcp) => {
+                            this.serve_connection(&builder, tcp, caller, peer, watcher)
+                                .await;
+                        }
                     }
                 }
             },
@@ -81,47 +94,44 @@ impl Inbound {
         .await;
     }
 
-    /// The TLS handshake, and the caller's identity as a header value (made once per
-    /// connection, not per request).
-    async fn handshake(
-        &self,
-        stream: TcpStream,
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        builder: &auto::Builder<TokioExecutor>,
+        io: I,
+        caller: Arc<Caller>,
         peer: SocketAddr,
-    ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, HeaderValue)> {
-        let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(stream)).await;
-        let tls = match result {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(error)) => {
-                self.registry.tls_handshakes_failed.fetch_add(1, Relaxed);
-                tracing::warn!(%peer, reason = %crate::tls_io_error(&error), "refused inbound connection");
-                return None;
-            }
-            Err(_) => {
-                self.registry.tls_handshakes_failed.fetch_add(1, Relaxed);
-                tracing::warn!(%peer, "refused inbound connection: handshake timed out");
-                return None;
-            }
-        };
-        self.registry.tls_handshakes_ok.fetch_add(1, Relaxed);
-        // The verifier has required a certificate with a SPIFFE id of our trust domain.
-        let id = peer_identity(tls.get_ref().1.peer_certificates())?;
-        let header = HeaderValue::from_str(id.as_str()).ok()?;
-        tracing::debug!(%peer, client = %id, "inbound connection");
-        Some((tls, header))
+        watcher: Watcher,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |req| {
+            let (this, caller) = (self.clone(), caller.clone());
+            async move { Ok::<_, Infallible>(this.forward(req, &caller).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(conn).await {
+            tracing::debug!(%peer, %error, "inbound connection ended with an error");
+        }
     }
 
-    async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        client_id: HeaderValue,
-    ) -> Response<ProxyBody> {
+    async fn forward(&self, mut req: Request<Incoming>, caller: &Caller) -> Response<ProxyBody> {
         let start = Instant::now();
         let _inflight = self.metrics.start();
+        if let Some(denied) = self.authorize(&req, caller) {
+            self.metrics.record_error(denied.code, start.elapsed());
+            return denied.into_response(self.metrics.service());
+        }
+        let arrived_as_http1 = req.version() < Version::HTTP_2;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
-        // Whatever arrived is replaced: only the verified certificate says who called.
-        headers.insert(CLIENT_ID_HEADER, client_id);
-        let caller_spoke_http1 = headers.remove(ORIG_PROTO_HEADER).is_some();
+        // Whatever arrived is removed: only a verified certificate says who called.
+        headers.remove(CLIENT_ID_HEADER);
+        if let Some(id) = caller.header() {
+            headers.insert(CLIENT_ID_HEADER, id.clone());
+        }
+        // A peer sidecar always speaks HTTP/2 and says how its app spoke; a plaintext
+        // caller spoke for itself.
+        let caller_spoke_http1 = headers.remove(ORIG_PROTO_HEADER).is_some() || arrived_as_http1;
         let result = match &self.app {
             Some(app) => app.send(req, caller_spoke_http1).await,
             None => Err(ProxyError::new(
@@ -141,5 +151,27 @@ impl Inbound {
                 error.into_response(self.metrics.service())
             }
         }
+    }
+
+    /// The ServerPolicy's verdict on this request: `None` to let it through, else the
+    /// 403 to answer with. The log says who was refused and why; the caller only learns
+    /// that it was.
+    fn authorize(&self, req: &Request<Incoming>, caller: &Caller) -> Option<ProxyError> {
+        let policy = self.policy.load();
+        let (method, path) = (req.method(), req.uri().path());
+        if policy.allows(caller.id(), method, path) {
+            return None;
+        }
+        tracing::warn!(
+            caller = %caller,
+            %method,
+            path,
+            reason = %policy.explain_denial(caller.id(), method, path),
+            "request denied by the server policy"
+        );
+        Some(ProxyError::new(
+            ErrorCode::Unauthorized,
+            format!("{caller} may not {method} {path}"),
+        ))
     }
 }

@@ -1,6 +1,7 @@
 //! The outbound side: plain HTTP/1.1 or HTTP/2 from the local app, routed by authority to
-//! a service, sent to one of its endpoints over a pooled mTLS HTTP/2 connection.
+//! a service, balanced over its endpoints, sent over a pooled mTLS HTTP/2 connection.
 
+pub mod endpoint;
 pub mod pool;
 
 use std::convert::Infallible;
@@ -14,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::balance::{Balanced, InFlight};
 use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::discovery::Discovery;
 use crate::error::{ErrorCode, ProxyError};
@@ -81,12 +83,19 @@ impl Outbound {
         drop(table);
         let metrics = &target.metrics;
         let _inflight = metrics.start();
-        let result = match target.pick() {
+        let result = match target.pick(start) {
             None => Err(ProxyError::new(
                 ErrorCode::NoEndpoints,
                 "the service has no endpoints",
             )),
-            Some(endpoint) => forward(endpoint, req, authority).await,
+            Some(endpoint) => {
+                // The balancer's view of the endpoint: in flight from now until the
+                // response headers arrive, and their arrival is the latency sample.
+                let mut in_flight = endpoint.load().start(start);
+                let result = forward(endpoint, &mut in_flight, req, authority).await;
+                in_flight.finish(result.is_ok(), Instant::now());
+                result
+            }
         };
         match result {
             Ok(response) => {
@@ -103,11 +112,13 @@ impl Outbound {
 }
 
 async fn forward(
-    endpoint: &pool::Http2Endpoint,
+    endpoint: &endpoint::Endpoint,
+    in_flight: &mut InFlight<'_>,
     req: Request<Incoming>,
     authority: Authority,
 ) -> Result<Response<Incoming>, ProxyError> {
     let mut sender = endpoint.sender().await?;
+    in_flight.dispatched(Instant::now());
     let (mut parts, body) = req.into_parts();
     // Between sidecars it is always HTTP/2, which needs scheme and authority in the URI.
     let mut uri = std::mem::take(&mut parts.uri).into_parts();

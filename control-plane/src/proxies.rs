@@ -1,0 +1,228 @@
+//! Which proxy runs which config version: what `GET /api/status` and `outrigger status`
+//! show. Proxies are keyed by the id they choose (`proxy_id` in heartbeats, `proxy` on
+//! the watch); a watch without one is not listed (it cannot report a version).
+//!
+//! A proxy is connected while one of its watch streams is open. The mesh has converged
+//! when every connected proxy has applied the current version; with no proxy connected
+//! it has, trivially. A proxy neither connected nor seen for 5 minutes is forgotten.
+//! Time is tokio's, so that this can be tested with paused time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use outrigger_api::{MeshStatus, ProxyStatus};
+use outrigger_certs::SpiffeId;
+use tokio::time::Instant;
+
+use crate::policy::ServiceKey;
+
+/// Proxies not connected and not heard from for this long are forgotten.
+pub const FORGET_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug)]
+struct Entry {
+    identity: String,
+    service: Option<ServiceKey>,
+    /// The registered instance's address, if it registered one.
+    registered: Option<String>,
+    /// Where it last connected from.
+    peer: SocketAddr,
+    applied_version: u64,
+    last_seen: Instant,
+    /// Open watch streams.
+    watches: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Proxies {
+    // A std mutex: held for an update or a copy, never across an await.
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// What a heartbeat says about its proxy.
+#[derive(Clone, Debug)]
+pub struct Seen<'a> {
+    pub proxy_id: &'a str,
+    pub identity: &'a SpiffeId,
+    pub peer: SocketAddr,
+}
+
+impl Proxies {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A heartbeat: the version it applied and the instance it registered (if accepted).
+    pub fn heartbeat(
+        &self,
+        seen: Seen<'_>,
+        applied_version: u64,
+        instance: Option<(ServiceKey, String)>,
+    ) {
+        let mut entries = self.lock();
+        let entry = upsert(&mut entries, &seen);
+        entry.applied_version = applied_version;
+        if let Some((service, address)) = instance {
+            entry.service = Some(service);
+            entry.registered = Some(address);
+        } else {
+            entry.registered = None;
+        }
+    }
+
+    /// A watch stream opened by the proxy; it stays connected while the guard lives.
+    /// `service` is the service it is served as, if known.
+    pub fn watch_opened(
+        self: &Arc<Self>,
+        seen: Seen<'_>,
+        service: Option<ServiceKey>,
+    ) -> ProxyWatchGuard {
+        let mut entries = self.lock();
+        let entry = upsert(&mut entries, &seen);
+        entry.watches += 1;
+        if entry.registered.is_none() && service.is_some() {
+            entry.service = service;
+        }
+        ProxyWatchGuard {
+            proxies: self.clone(),
+            proxy_id: seen.proxy_id.to_string(),
+        }
+    }
+
+    /// The mesh as `outrigger status` shows it, at config `version`.
+    pub fn status(&self, version: u64, config_errors: Vec<String>) -> MeshStatus {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        entries.retain(|_, e| e.watches > 0 || now.duration_since(e.last_seen) < FORGET_AFTER);
+        let mut proxies: Vec<ProxyStatus> = entries
+            .iter()
+            .map(|(id, e)| ProxyStatus {
+                proxy_id: id.clone(),
+                identity: e.identity.clone(),
+                service: e.service.as_ref().map(ToString::to_string),
+                address: e.registered.clone().unwrap_or_else(|| e.peer.to_string()),
+                applied_version: e.applied_version,
+                last_seen_ms_ago: now.duration_since(e.last_seen).as_millis() as u64,
+                connected: e.watches > 0,
+            })
+            .collect();
+        proxies.sort_by(|a, b| a.proxy_id.cmp(&b.proxy_id));
+        let converged = proxies
+            .iter()
+            .filter(|p| p.connected)
+            .all(|p| p.applied_version == version);
+        MeshStatus {
+            version,
+            converged,
+            config_errors,
+            proxies,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn upsert<'m>(entries: &'m mut HashMap<String, Entry>, seen: &Seen<'_>) -> &'m mut Entry {
+    let now = Instant::now();
+    let entry = entries
+        .entry(seen.proxy_id.to_string())
+        .or_insert_with(|| Entry {
+            identity: seen.identity.to_string(),
+            service: None,
+            registered: None,
+            peer: seen.peer,
+            applied_version: 0,
+            last_seen: now,
+            watches: 0,
+        });
+    entry.identity = seen.identity.to_string();
+    entry.peer = seen.peer;
+    entry.last_seen = now;
+    entry
+}
+
+/// Keeps a proxy connected while its watch stream is open.
+#[derive(Debug)]
+pub struct ProxyWatchGuard {
+    proxies: Arc<Proxies>,
+    proxy_id: String,
+}
+
+impl Drop for ProxyWatchGuard {
+    fn drop(&mut self) {
+        let mut entries = self.proxies.lock();
+        if let Some(entry) = entries.get_mut(&self.proxy_id) {
+            entry.watches = entry.watches.saturating_sub(1);
+            entry.last_seen = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen<'a>(proxy_id: &'a str, identity: &'a SpiffeId) -> Seen<'a> {
+        Seen {
+            proxy_id,
+            identity,
+            peer: "127.0.0.1:5000".parse().unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn converges_when_every_connected_proxy_applied_the_version() {
+        let proxies = Proxies::new();
+        let orders = SpiffeId::from_short("cluster.local", "shop/orders").unwrap();
+        let payments = SpiffeId::from_short("cluster.local", "shop/payments").unwrap();
+        assert!(proxies.status(7, vec![]).converged, "no proxies: converged");
+
+        let key = ServiceKey::new("shop", "orders");
+        let a = proxies.watch_opened(seen("a", &orders), Some(key.clone()));
+        let status = proxies.status(7, vec![]);
+        assert!(!status.converged, "a has reported nothing yet");
+        assert_eq!(status.proxies[0].service.as_deref(), Some("shop/orders"));
+        assert_eq!(status.proxies[0].address, "127.0.0.1:5000");
+
+        proxies.heartbeat(seen("a", &orders), 7, None);
+        proxies.heartbeat(
+            seen("b", &payments),
+            6,
+            Some((ServiceKey::new("shop", "payments"), "10.0.0.2:4143".into())),
+        );
+        let status = proxies.status(7, vec![]);
+        assert!(status.converged, "b is behind but not connected");
+        assert_eq!(status.proxies[1].address, "10.0.0.2:4143");
+        assert_eq!(status.proxies[1].service.as_deref(), Some("shop/payments"));
+        assert!(!status.proxies[1].connected);
+
+        let b = proxies.watch_opened(seen("b", &payments), None);
+        assert!(!proxies.status(7, vec![]).converged);
+        proxies.heartbeat(
+            seen("b", &payments),
+            7,
+            Some((ServiceKey::new("shop", "payments"), "10.0.0.2:4143".into())),
+        );
+        let status = proxies.status(7, vec!["x.yaml:1: bad".into()]);
+        assert!(status.converged);
+        assert_eq!(status.config_errors, ["x.yaml:1: bad"]);
+
+        // Disconnected proxies are kept for 5 minutes, then forgotten.
+        drop(a);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let status = proxies.status(7, vec![]);
+        assert_eq!(status.proxies.len(), 2);
+        assert_eq!(status.proxies[0].last_seen_ms_ago, 60_000);
+        assert!(!status.proxies[0].connected);
+        tokio::time::sleep(FORGET_AFTER).await;
+        let status = proxies.status(8, vec![]);
+        let ids: Vec<&str> = status.proxies.iter().map(|p| p.proxy_id.as_str()).collect();
+        assert_eq!(ids, ["b"], "b is still connected");
+        assert!(!status.converged);
+        drop(b);
+    }
+}

@@ -1,0 +1,134 @@
+//! Authorization on the inbound side, from the snapshot's ServerPolicy: which callers
+//! (mTLS identities, or unauthenticated plaintext callers in permissive mode) may make
+//! which requests. Compiled once per snapshot into a [`ServerPolicy`] that the inbound
+//! side reads once per connection (the mTLS mode) and once per request (the rules).
+//!
+//! Semantics (DESIGN.md): no policy, or no `authorization`, allows any identity of the
+//! trust domain (the TLS verifier has already checked the domain). Otherwise the first
+//! rule whose `from` matches the caller and whose `match` matches the request allows it,
+//! and a request no rule allows gets `default`. Rules never match an unauthenticated
+//! caller, so only `default: allow` lets plaintext callers in.
+
+mod explain;
+mod glob;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::Method;
+use outrigger_api::{AuthorizationDefault, MtlsMode, ServerPolicySpec};
+
+use crate::request_match::RequestMatcher;
+
+use glob::IdGlob;
+
+/// The ServerPolicy in force, replaced whole by each snapshot.
+pub struct ServerPolicyCell(ArcSwap<ServerPolicy>);
+
+impl Default for ServerPolicyCell {
+    fn default() -> Self {
+        ServerPolicyCell(ArcSwap::from_pointee(ServerPolicy::compile(None)))
+    }
+}
+
+impl ServerPolicyCell {
+    pub fn load(&self) -> arc_swap::Guard<Arc<ServerPolicy>> {
+        self.0.load()
+    }
+
+    pub fn store(&self, policy: ServerPolicy) {
+        tracing::info!(
+            mtls = ?policy.mtls,
+            rules = policy.authorization.as_ref().map_or(0, |a| a.rules.len()),
+            default = ?policy.authorization.as_ref().map(|a| a.default),
+            "server policy applied"
+        );
+        self.0.store(Arc::new(policy));
+    }
+}
+
+/// A ServerPolicy compiled for checking requests.
+pub struct ServerPolicy {
+    /// What it was compiled from, to tell whether a snapshot changes it.
+    spec: Option<ServerPolicySpec>,
+    mtls: MtlsMode,
+    /// `None`: any identity of the trust domain.
+    authorization: Option<Rules>,
+}
+
+struct Rules {
+    default: AuthorizationDefault,
+    rules: Vec<Rule>,
+}
+
+struct Rule {
+    from: Vec<IdGlob>,
+    request: RequestMatcher,
+}
+
+impl Rule {
+    fn matches_caller(&self, caller: &str) -> bool {
+        self.from.iter().any(|glob| glob.matches(caller))
+    }
+}
+
+impl ServerPolicy {
+    pub fn compile(spec: Option<&ServerPolicySpec>) -> Self {
+        let authorization = spec.and_then(|s| s.authorization.as_ref()).map(|a| Rules {
+            default: a.default,
+            rules: a
+                .rules
+                .iter()
+                .map(|rule| Rule {
+                    from: rule.from.iter().map(|g| IdGlob::new(g)).collect(),
+                    request: rule
+                        .matches
+                        .as_ref()
+                        .map(RequestMatcher::new)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        });
+        ServerPolicy {
+            spec: spec.cloned(),
+            mtls: spec.map(|s| s.mtls).unwrap_or_default(),
+            authorization,
+        }
+    }
+
+    pub fn spec(&self) -> Option<&ServerPolicySpec> {
+        self.spec.as_ref()
+    }
+
+    /// Whether plaintext callers are accepted (as unauthenticated) besides mTLS ones.
+    pub fn permissive(&self) -> bool {
+        self.mtls == MtlsMode::Permissive
+    }
+
+    /// Whether `caller` (its SPIFFE id; `None` for a plaintext caller) may make this
+    /// request. Allocation-free: it runs on every inbound request.
+    pub fn allows(&self, caller: Option<&str>, method: &Method, path: &str) -> bool {
+        let Some(authorization) = &self.authorization else {
+            return caller.is_some();
+        };
+        if let Some(caller) = caller {
+            let allowed = authorization
+                .rules
+                .iter()
+                .any(|rule| rule.matches_caller(caller) && rule.request.matches(method, path));
+            if allowed {
+                return true;
+            }
+        }
+        authorization.default == AuthorizationDefault::Allow
+    }
+
+    /// Why a request [`ServerPolicy::allows`] refused was refused, for the log: the rule
+    /// that came closest, or that none matched the caller. Only called on a denial.
+    pub fn explain_denial(&self, caller: Option<&str>, method: &Method, path: &str) -> String {
+        explain::denial(self, caller, method, path)
+    }
+}
+
+#[cfg(test)]
+mod tests;
