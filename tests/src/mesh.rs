@@ -155,9 +155,12 @@ impl Mesh {
             ],
         );
         assert!(status.success(), "token create: {stderr}");
+        // One file per call: a sidecar still starting must never read a half-written one.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self
             .root()
-            .join(format!("token-{}", identity.replace('/', "-")));
+            .join(format!("token-{}-{n}", identity.replace('/', "-")));
         std::fs::write(&path, stdout.trim()).expect("write token");
         path
     }
