@@ -58,7 +58,9 @@ impl Admin {
             "/live" => text(StatusCode::OK, "live\n"),
             "/ready" => self.ready(),
             "/metrics" => {
-                let mut response = text(StatusCode::OK, self.metrics.render());
+                let mut body = self.metrics.render();
+                crate::circuits_view::render_state(&mut body, &self.discovery.table());
+                let mut response = text(StatusCode::OK, body);
                 response.headers_mut().insert(
                     CONTENT_TYPE,
                     http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -66,9 +68,18 @@ impl Admin {
                 response
             }
             "/config" => self.config(),
+            "/circuits" => {
+                let body = crate::circuits_view::json(&self.discovery.table());
+                let mut response = text(StatusCode::OK, body.to_string());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                response
+            }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /live, /ready, /metrics, /config\n",
+                "not found: try /live, /ready, /metrics, /config, /circuits\n",
             ),
         }
     }

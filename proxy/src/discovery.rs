@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -22,6 +22,10 @@ use crate::identity::Identity;
 use crate::metrics::{Direction, Registry, ServiceMetrics};
 use crate::outbound::endpoint::Endpoint;
 use crate::outbound::pool::{Http2Endpoint, Transport};
+use crate::resilience::budget::RetryBudget;
+use crate::resilience::bulkhead::Bulkhead;
+use crate::resilience::circuit::{Circuit, EjectionCap};
+use crate::resilience::policy::ServicePolicy;
 
 /// A service this proxy may call.
 pub struct Target {
@@ -31,15 +35,51 @@ pub struct Target {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// How to call it, as the control plane sent it (`None`: DESIGN.md's defaults).
     pub policy: Option<TrafficPolicySpec>,
+    /// The same, resolved for the data path.
+    pub resolved: ServicePolicy,
+    pub budget: Mutex<RetryBudget>,
+    pub bulkhead: Bulkhead,
+    /// Shared by the endpoints' breakers; kept across snapshots.
+    pub ejections: Arc<EjectionCap>,
     balancer: Balancer,
     pub metrics: Arc<ServiceMetrics>,
 }
 
+/// What the balancer found for a request.
+pub enum Pick<'a> {
+    Endpoint(&'a Arc<Endpoint>),
+    NoEndpoints,
+    /// Every endpoint's breaker is open (or half-open with its probe already out).
+    AllOpen,
+}
+
 impl Target {
-    /// The endpoint for a request starting at `now`, as the policy's balancer chooses.
-    pub fn pick(&self, now: Instant) -> Option<&Arc<Endpoint>> {
-        self.balancer
-            .pick(&self.endpoints, &mut fastrand::Rng::new(), now)
+    /// The endpoint for a try starting at `now`, as the policy's balancer chooses, among
+    /// those whose breaker lets requests through; `avoid` (the endpoint of the previous
+    /// try) is taken only when nothing else is usable.
+    pub fn pick(&self, now: Instant, avoid: Option<SocketAddr>) -> Pick<'_> {
+        if self.endpoints.is_empty() {
+            return Pick::NoEndpoints;
+        }
+        let mut rng = fastrand::Rng::new();
+        let mut fallback = None;
+        // A few draws: P2C is random, and a half-open probe may be claimed meanwhile.
+        for _ in 0..4 {
+            let Some(endpoint) = self.balancer.pick(&self.endpoints, &mut rng, now) else {
+                break;
+            };
+            if Some(endpoint.addr()) == avoid && self.endpoints.len() > 1 {
+                fallback = Some(endpoint);
+                continue;
+            }
+            if endpoint.circuit().try_pass() {
+                return Pick::Endpoint(endpoint);
+            }
+        }
+        match fallback {
+            Some(endpoint) if endpoint.circuit().try_pass() => Pick::Endpoint(endpoint),
+            _ => Pick::AllOpen,
+        }
     }
 }
 
@@ -177,14 +217,35 @@ impl Discovery {
                 return Ok(previous.clone());
             }
         }
+        let resolved = ServicePolicy::resolve(view.traffic_policy.as_ref(), self.connect_timeout);
+        let label = format!("{}.{}", view.name, view.namespace);
+        let metrics = self.metrics.service(Direction::Outbound, &label);
+        // The ejection count belongs to the service, not to one snapshot of it.
+        let ejections = match previous {
+            Some(previous) => previous.ejections.clone(),
+            None => EjectionCap::new(0, 50),
+        };
+        ejections.update(addrs.len(), resolved.max_ejected_percent);
+        let circuit = |addr| {
+            Circuit::spawn(
+                addr,
+                resolved.breaker.clone(),
+                ejections.clone(),
+                metrics.resilience.circuits.clone(),
+            )
+        };
         // Made only when an endpoint is new: a TLS config is not free.
         let mut tls_config = None;
         let now = Instant::now();
         let mut endpoints = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            // An endpoint that stays keeps its live connection and its latency history.
+            // An endpoint that stays keeps its live connection, latency history and
+            // breaker (unless the breaker's settings changed).
             let kept = previous.and_then(|p| p.endpoints.iter().find(|e| e.addr() == addr));
             if let Some(kept) = kept {
+                if *kept.breaker_config() != resolved.breaker {
+                    kept.replace_circuit(circuit(addr), resolved.breaker.clone());
+                }
                 endpoints.push(kept.clone());
                 continue;
             }
@@ -204,10 +265,15 @@ impl Discovery {
             let connection = Http2Endpoint::new(
                 addr,
                 Transport::Tls(tls),
-                self.connect_timeout,
+                resolved.connect_timeout,
                 self.metrics.clone(),
             );
-            endpoints.push(Arc::new(Endpoint::new(connection, now)));
+            endpoints.push(Arc::new(Endpoint::new(
+                connection,
+                circuit(addr),
+                resolved.breaker.clone(),
+                now,
+            )));
         }
         let policy = view.traffic_policy.clone();
         let balancer = Balancer::new(
@@ -216,15 +282,29 @@ impl Discovery {
                 .and_then(|p| p.load_balancer)
                 .unwrap_or_default(),
         );
-        let label = format!("{}.{}", view.name, view.namespace);
+        let budget = &resolved.budget;
+        let bulkhead = &resolved.bulkhead;
         Ok(Arc::new(Target {
             name: view.name.clone(),
             namespace: view.namespace.clone(),
             identity,
             endpoints,
             policy,
+            budget: Mutex::new(RetryBudget::new(
+                budget.ratio,
+                budget.min_per_second,
+                budget.window,
+                tokio::time::Instant::now(),
+            )),
+            bulkhead: Bulkhead::new(
+                bulkhead.max_concurrent,
+                bulkhead.max_pending,
+                bulkhead.queue_timeout,
+            ),
+            resolved,
+            ejections,
             balancer,
-            metrics: self.metrics.service(Direction::Outbound, &label),
+            metrics,
         }))
     }
 }
@@ -291,8 +371,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn endpoints_that_stay_keep_their_connection_and_latency_history() {
+    #[tokio::test]
+    async fn endpoints_that_stay_keep_their_connection_and_latency_history() {
         let (discovery, pem, _dir) = discovery();
         discovery.apply(&snapshot(
             1,
@@ -325,8 +405,12 @@ mod tests {
         assert_eq!(second.endpoints[1].addr().port(), 1003);
         // Round robin now: the two endpoints take turns.
         let now = Instant::now();
-        let a = second.pick(now).unwrap().addr();
-        let b = second.pick(now).unwrap().addr();
+        let addr = |pick: Pick<'_>| match pick {
+            Pick::Endpoint(e) => e.addr(),
+            _ => panic!("an endpoint"),
+        };
+        let a = addr(second.pick(now, None));
+        let b = addr(second.pick(now, None));
         assert_ne!(a, b);
 
         // The same snapshot again changes nothing.
@@ -335,8 +419,8 @@ mod tests {
         assert!(Arc::ptr_eq(&second, &third));
     }
 
-    #[test]
-    fn the_server_policy_follows_snapshots() {
+    #[tokio::test]
+    async fn the_server_policy_follows_snapshots() {
         let (discovery, pem, _dir) = discovery();
         let cell = discovery.server_policy();
         let caller = Some("spiffe://cluster.local/ns/shop/sa/orders");

@@ -23,11 +23,14 @@ pub enum ErrorCode {
     Timeout,
     Unauthorized,
     BadRequest,
+    CircuitOpen,
+    BulkheadFull,
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that keep one counter each.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::UnknownService,
         ErrorCode::NoEndpoints,
         ErrorCode::ConnectFailed,
@@ -36,6 +39,9 @@ impl ErrorCode {
         ErrorCode::Timeout,
         ErrorCode::Unauthorized,
         ErrorCode::BadRequest,
+        ErrorCode::CircuitOpen,
+        ErrorCode::BulkheadFull,
+        ErrorCode::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,9 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BadRequest => "bad-request",
+            ErrorCode::CircuitOpen => "circuit-open",
+            ErrorCode::BulkheadFull => "bulkhead-full",
+            ErrorCode::RateLimited => "rate-limited",
         }
     }
 
@@ -57,7 +66,10 @@ impl ErrorCode {
             | ErrorCode::ConnectFailed
             | ErrorCode::UpstreamReset
             | ErrorCode::TlsFailed => StatusCode::BAD_GATEWAY,
-            ErrorCode::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NoEndpoints | ErrorCode::CircuitOpen | ErrorCode::BulkheadFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Unauthorized => StatusCode::FORBIDDEN,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
@@ -75,6 +87,8 @@ impl ErrorCode {
 pub struct ProxyError {
     pub code: ErrorCode,
     pub message: String,
+    /// For `rate-limited`: when to come back (`retry-after`, whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ProxyError {
@@ -82,6 +96,7 @@ impl ProxyError {
         ProxyError {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -97,6 +112,10 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(ERROR_HEADER, HeaderValue::from_static(self.code.as_str()));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         response
     }
 }

@@ -9,6 +9,7 @@ mod authz;
 mod backoff;
 mod balance;
 mod body;
+mod circuits_view;
 pub mod config;
 mod control;
 mod discovery;
@@ -19,9 +20,6 @@ mod inbound;
 mod metrics;
 mod outbound;
 mod request_match;
-// Issue #4's mechanisms, tested on their own; the outbound and inbound stacks use them
-// as they are wired in.
-#[allow(dead_code)]
 mod resilience;
 mod serve;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::error::ErrorCode;
+use crate::resilience::counters::ResilienceCounters;
 
 /// Bucket bounds of `request_duration_seconds`, in seconds.
 const BUCKETS: [f64; 15] = [
@@ -44,6 +45,8 @@ pub struct ServiceMetrics {
     /// Microseconds, 1µs to 1h at 3 significant digits: exact enough to merge across sidecars.
     latency: Mutex<Histogram<u64>>,
     inflight: AtomicI64,
+    /// Retries, budget, bulkhead and breaker counters (outbound services).
+    pub resilience: ResilienceCounters,
 }
 
 impl ServiceMetrics {
@@ -57,6 +60,7 @@ impl ServiceMetrics {
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds"),
             ),
             inflight: AtomicI64::new(0),
+            resilience: ResilienceCounters::default(),
         }
     }
 
@@ -146,6 +150,13 @@ impl Registry {
         let mut out = String::with_capacity(4096);
         render_requests(&mut out, &services);
         render_latency(&mut out, &services);
+        crate::resilience::counters::render(
+            &mut out,
+            services
+                .iter()
+                .filter(|m| m.direction == Direction::Outbound && m.service != "unknown")
+                .map(|m| (m.service.as_str(), &m.resilience)),
+        );
         header(
             &mut out,
             "inflight_requests",

@@ -12,6 +12,7 @@
 mod explain;
 mod glob;
 
+use crate::inbound::Protection;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -36,6 +37,11 @@ impl ServerPolicyCell {
         self.0.load()
     }
 
+    /// An owned handle, for holding across awaits (a guard should not be).
+    pub fn load_full(&self) -> Arc<ServerPolicy> {
+        self.0.load_full()
+    }
+
     pub fn store(&self, policy: ServerPolicy) {
         tracing::info!(
             mtls = ?policy.mtls,
@@ -54,6 +60,8 @@ pub struct ServerPolicy {
     mtls: MtlsMode,
     /// `None`: any identity of the trust domain.
     authorization: Option<Rules>,
+    /// Rate and concurrency limits; their state starts afresh when the policy changes.
+    pub protection: Protection,
 }
 
 struct Rules {
@@ -93,6 +101,7 @@ impl ServerPolicy {
             spec: spec.cloned(),
             mtls: spec.map(|s| s.mtls).unwrap_or_default(),
             authorization,
+            protection: Protection::compile(spec),
         }
     }
 

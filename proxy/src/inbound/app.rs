@@ -23,7 +23,7 @@ pub struct AppClient {
     authority: Authority,
     protocol: AppProtocol,
     http1: Client<HttpConnector, Incoming>,
-    http2: Http2Endpoint,
+    http2: Http2Endpoint<Incoming>,
 }
 
 impl AppClient {

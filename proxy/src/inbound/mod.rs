@@ -5,6 +5,9 @@
 
 mod accept;
 mod app;
+mod protect;
+
+pub use protect::Protection;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
 use crate::metrics::{Registry, ServiceMetrics};
+use crate::resilience::deadline;
 use crate::serve::{Drain, accept_loop, http_builder};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
@@ -121,6 +125,17 @@ impl Inbound {
             self.metrics.record_error(denied.code, start.elapsed());
             return denied.into_response(self.metrics.service());
         }
+        let policy = self.policy.load_full();
+        let pass = match policy.protection.admit().await {
+            Ok(pass) => pass,
+            Err(refused) => {
+                tracing::debug!(caller = %caller, error = %refused, "request refused");
+                self.metrics.record_error(refused.code, start.elapsed());
+                return refused.into_response(self.metrics.service());
+            }
+        };
+        // The caller's sidecar said how long it will wait; waiting longer helps no one.
+        let budget = deadline::incoming_budget(req.headers());
         let arrived_as_http1 = req.version() < Version::HTTP_2;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
@@ -133,12 +148,26 @@ impl Inbound {
         // caller spoke for itself.
         let caller_spoke_http1 = headers.remove(ORIG_PROTO_HEADER).is_some() || arrived_as_http1;
         let result = match &self.app {
-            Some(app) => app.send(req, caller_spoke_http1).await,
+            Some(app) => match budget {
+                Some(budget) => tokio::time::timeout(budget, app.send(req, caller_spoke_http1))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ProxyError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "the app did not answer within the caller's {} ms",
+                                budget.as_millis()
+                            ),
+                        ))
+                    }),
+                None => app.send(req, caller_spoke_http1).await,
+            },
             None => Err(ProxyError::new(
                 ErrorCode::ConnectFailed,
                 "this proxy has no app (set OUTRIGGER_APP_ADDR)",
             )),
         };
+        pass.done(!matches!(&result, Ok(r) if !r.status().is_server_error()));
         match result {
             Ok(response) => {
                 self.metrics

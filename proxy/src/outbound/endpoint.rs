@@ -1,27 +1,41 @@
-//! One instance of a service, as the outbound side sees it: its pooled connection and
-//! the load the balancer reads. Discovery keeps an endpoint that stays in the snapshot,
-//! so both its connection and its latency history survive a config change.
+//! One instance of a service, as the outbound side sees it: its pooled connection, the
+//! load the balancer reads, and its circuit breaker. Discovery keeps an endpoint that
+//! stays in the snapshot, so its connection, latency history and breaker state survive a
+//! config change (a changed breaker config starts a fresh breaker).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use hyper::body::Incoming;
+use arc_swap::ArcSwap;
 use hyper::client::conn::http2::SendRequest;
 
 use crate::balance::{Balanced, Load};
 use crate::error::ProxyError;
 use crate::outbound::pool::Http2Endpoint;
+use crate::resilience::breaker::BreakerConfig;
+use crate::resilience::circuit::Circuit;
+use crate::resilience::replay::OutboundBody;
 
 pub struct Endpoint {
-    connection: Http2Endpoint,
+    connection: Http2Endpoint<OutboundBody>,
     load: Load,
+    circuit: ArcSwap<Circuit>,
+    breaker: ArcSwap<BreakerConfig>,
 }
 
 impl Endpoint {
-    pub fn new(connection: Http2Endpoint, now: Instant) -> Self {
+    pub fn new(
+        connection: Http2Endpoint<OutboundBody>,
+        circuit: Arc<Circuit>,
+        breaker: BreakerConfig,
+        now: Instant,
+    ) -> Self {
         Endpoint {
             connection,
             load: Load::new(now),
+            circuit: ArcSwap::new(circuit),
+            breaker: ArcSwap::from_pointee(breaker),
         }
     }
 
@@ -30,13 +44,32 @@ impl Endpoint {
     }
 
     /// A sender on the endpoint's live connection, connecting if there is none.
-    pub async fn sender(&self) -> Result<SendRequest<Incoming>, ProxyError> {
+    pub async fn sender(&self) -> Result<SendRequest<OutboundBody>, ProxyError> {
         self.connection.sender().await
+    }
+
+    pub fn circuit(&self) -> arc_swap::Guard<Arc<Circuit>> {
+        self.circuit.load()
+    }
+
+    /// The breaker config the current circuit runs with.
+    pub fn breaker_config(&self) -> Arc<BreakerConfig> {
+        self.breaker.load_full()
+    }
+
+    /// A new breaker (policy change): the old circuit's task ends with its last handle.
+    pub fn replace_circuit(&self, circuit: Arc<Circuit>, breaker: BreakerConfig) {
+        self.circuit.store(circuit);
+        self.breaker.store(Arc::new(breaker));
     }
 }
 
 impl Balanced for Endpoint {
     fn load(&self) -> &Load {
         &self.load
+    }
+
+    fn is_usable(&self) -> bool {
+        self.circuit.load().is_usable()
     }
 }

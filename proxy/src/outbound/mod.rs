@@ -3,25 +3,25 @@
 
 pub mod endpoint;
 pub mod pool;
+mod request;
+mod tries;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::balance::{Balanced, InFlight};
-use crate::body::{ProxyBody, strip_hop_by_hop};
+use crate::body::ProxyBody;
 use crate::discovery::Discovery;
 use crate::error::{ErrorCode, ProxyError};
 use crate::metrics::{Direction, Registry, ServiceMetrics};
 use crate::serve::{Drain, accept_loop, http_builder};
-use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
 pub struct Outbound {
     discovery: Arc<Discovery>,
@@ -83,21 +83,8 @@ impl Outbound {
         drop(table);
         let metrics = &target.metrics;
         let _inflight = metrics.start();
-        let result = match target.pick(start) {
-            None => Err(ProxyError::new(
-                ErrorCode::NoEndpoints,
-                "the service has no endpoints",
-            )),
-            Some(endpoint) => {
-                // The balancer's view of the endpoint: in flight from now until the
-                // response headers arrive, and their arrival is the latency sample.
-                let mut in_flight = endpoint.load().start(start);
-                let result = forward(endpoint, &mut in_flight, req, authority).await;
-                in_flight.finish(result.is_ok(), Instant::now());
-                result
-            }
-        };
-        match result {
+        let route = target.resolved.route(req.method(), req.uri().path());
+        match tries::call(&target, route, req, authority).await {
             Ok(response) => {
                 metrics.record_status(response.status().as_u16(), start.elapsed());
                 response.map(ProxyBody::Left)
@@ -105,51 +92,32 @@ impl Outbound {
             Err(error) => {
                 tracing::debug!(service = %metrics.service(), %error, "outbound request failed");
                 metrics.record_error(error.code, start.elapsed());
-                error.into_response(metrics.service())
+                match (&route.fallback, error.code) {
+                    (Some(fallback), ErrorCode::CircuitOpen) => fallback_response(fallback),
+                    _ => error.into_response(metrics.service()),
+                }
             }
         }
     }
 }
 
-async fn forward(
-    endpoint: &endpoint::Endpoint,
-    in_flight: &mut InFlight<'_>,
-    req: Request<Incoming>,
-    authority: Authority,
-) -> Result<Response<Incoming>, ProxyError> {
-    let mut sender = endpoint.sender().await?;
-    in_flight.dispatched(Instant::now());
-    let (mut parts, body) = req.into_parts();
-    // Between sidecars it is always HTTP/2, which needs scheme and authority in the URI.
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority);
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+/// The policy's stand-in answer while every endpoint's breaker is open, marked so that a
+/// person can tell it from the service's own.
+fn fallback_response(fallback: &outrigger_api::Fallback) -> Response<ProxyBody> {
+    let mut response = Response::new(crate::body::full(fallback.body.clone()));
+    *response.status_mut() =
+        http::StatusCode::from_u16(fallback.status).unwrap_or(http::StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in &fallback.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
     }
-    parts.uri = Uri::from_parts(uri)
-        .map_err(|e| ProxyError::new(ErrorCode::BadRequest, format!("invalid URI: {e}")))?;
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(http::header::HOST);
-    // Only the inbound sidecar may say who called; never pass on what the app claims.
-    parts.headers.remove(CLIENT_ID_HEADER);
-    parts.headers.remove(ORIG_PROTO_HEADER);
-    if parts.version < Version::HTTP_2 {
-        // So that the inbound side can speak to its app as our app spoke to us.
-        parts
-            .headers
-            .insert(ORIG_PROTO_HEADER, HeaderValue::from_static("HTTP/1.1"));
-    }
-    parts.version = Version::HTTP_2;
-    sender
-        .send_request(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| {
-            ProxyError::new(
-                ErrorCode::UpstreamReset,
-                format!("{}: {e}", endpoint.addr()),
-            )
-        })
+    headers.insert("outrigger-fallback", HeaderValue::from_static("true"));
+    response
 }
 
 /// The authority a request is for: the URI's (absolute form, HTTP/2) or the Host header.

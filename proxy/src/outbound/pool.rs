@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
@@ -29,16 +28,21 @@ pub enum Transport {
     Tls(Arc<ClientConfig>),
 }
 
-pub struct Http2Endpoint {
+pub struct Http2Endpoint<B> {
     addr: SocketAddr,
     transport: Transport,
     connect_timeout: Duration,
     metrics: Arc<Registry>,
-    current: ArcSwapOption<SendRequest<Incoming>>,
+    current: ArcSwapOption<SendRequest<B>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
-impl Http2Endpoint {
+/// `B` is the request body type: the app's own bodies inbound, replayable ones outbound.
+impl<B> Http2Endpoint<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     pub fn new(
         addr: SocketAddr,
         transport: Transport,
@@ -60,7 +64,7 @@ impl Http2Endpoint {
     }
 
     /// A sender on a live connection, connecting if there is none.
-    pub async fn sender(&self) -> Result<SendRequest<Incoming>, ProxyError> {
+    pub async fn sender(&self) -> Result<SendRequest<B>, ProxyError> {
         if let Some(live) = self.live() {
             return Ok(live);
         }
@@ -74,13 +78,13 @@ impl Http2Endpoint {
         Ok(sender)
     }
 
-    fn live(&self) -> Option<SendRequest<Incoming>> {
+    fn live(&self) -> Option<SendRequest<B>> {
         let guard = self.current.load();
         let sender = guard.as_ref()?;
         (!sender.is_closed()).then(|| SendRequest::clone(sender))
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, ProxyError> {
+    async fn connect(&self) -> Result<SendRequest<B>, ProxyError> {
         let addr = self.addr;
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
@@ -134,8 +138,10 @@ impl Http2Endpoint {
     }
 }
 
-async fn handshake<T>(io: TokioIo<T>, addr: SocketAddr) -> Result<SendRequest<Incoming>, ProxyError>
+async fn handshake<T, B>(io: TokioIo<T>, addr: SocketAddr) -> Result<SendRequest<B>, ProxyError>
 where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())

@@ -116,11 +116,6 @@ impl Breaker {
         self.consecutive
     }
 
-    /// Takes a new config (policy change) without forgetting the state.
-    pub fn reconfigure(&mut self, config: BreakerConfig) {
-        self.config = config;
-    }
-
     /// Records one request's outcome; returns why the breaker should open, if it should.
     pub fn record(&mut self, success: bool, now: Instant) -> Option<Trip> {
         match self.state {

@@ -63,6 +63,7 @@ impl EjectionCap {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
+    #[cfg(test)]
     pub fn ejected(&self) -> usize {
         self.ejected.load(Ordering::Relaxed)
     }

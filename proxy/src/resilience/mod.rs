@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
 pub mod circuit;
+pub mod counters;
 pub mod deadline;
 pub mod policy;
 pub mod rate_limit;
