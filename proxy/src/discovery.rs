@@ -267,7 +267,8 @@ impl Discovery {
                 Transport::Tls(tls),
                 resolved.connect_timeout,
                 self.metrics.clone(),
-            );
+            )
+            .with_idle_timeout(resolved.idle_timeout);
             endpoints.push(Arc::new(Endpoint::new(
                 connection,
                 circuit(addr),

@@ -68,6 +68,10 @@ pub struct Retries {
     pub backoff: Option<Backoff>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<RetryBudget>,
+    /// Retry methods that are not idempotent too (POST, PATCH): an opt-in, best set only
+    /// on the routes whose handlers tolerate a repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_idempotent: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,10 @@
 //! wait for that same connect instead of starting their own.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2::{self, SendRequest};
@@ -33,8 +34,13 @@ pub struct Http2Endpoint<B> {
     transport: Transport,
     connect_timeout: Duration,
     metrics: Arc<Registry>,
-    current: ArcSwapOption<SendRequest<B>>,
+    current: Arc<ArcSwapOption<SendRequest<B>>>,
     connecting: tokio::sync::Mutex<()>,
+    /// A connection unused this long leaves the pool (and closes once its last stream ends).
+    idle_timeout: Option<Duration>,
+    /// Milliseconds since `epoch` at the last request.
+    last_used: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 /// `B` is the request body type: the app's own bodies inbound, replayable ones outbound.
@@ -54,9 +60,18 @@ where
             transport,
             connect_timeout,
             metrics,
-            current: ArcSwapOption::empty(),
+            current: Arc::new(ArcSwapOption::empty()),
             connecting: tokio::sync::Mutex::new(()),
+            idle_timeout: None,
+            last_used: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Closes connections that carried no request for `idle` (TrafficPolicy `timeouts.idle`).
+    pub fn with_idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.idle_timeout = idle;
+        self
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -65,6 +80,8 @@ where
 
     /// A sender on a live connection, connecting if there is none.
     pub async fn sender(&self) -> Result<SendRequest<B>, ProxyError> {
+        self.last_used
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         if let Some(live) = self.live() {
             return Ok(live);
         }
@@ -74,7 +91,17 @@ where
             return Ok(live);
         }
         let sender = self.connect().await?;
-        self.current.store(Some(Arc::new(sender.clone())));
+        let stored = Arc::new(sender.clone());
+        self.current.store(Some(stored.clone()));
+        if let Some(idle) = self.idle_timeout {
+            tokio::spawn(evict_when_idle(
+                Arc::downgrade(&stored),
+                self.current.clone(),
+                self.last_used.clone(),
+                self.epoch,
+                idle,
+            ));
+        }
         Ok(sender)
     }
 
@@ -138,6 +165,33 @@ where
     }
 }
 
+/// Drops the pool's handle on a connection once it has been idle for `idle`; hyper then
+/// closes it when its in-flight streams are done. Ends early if the connection is replaced.
+async fn evict_when_idle<B>(
+    connection: Weak<SendRequest<B>>,
+    current: Arc<ArcSwapOption<SendRequest<B>>>,
+    last_used: Arc<AtomicU64>,
+    epoch: Instant,
+    idle: Duration,
+) {
+    loop {
+        let used = Duration::from_millis(last_used.load(Ordering::Relaxed));
+        let quiet = epoch.elapsed().saturating_sub(used);
+        if quiet < idle {
+            tokio::time::sleep(idle - quiet).await;
+            continue;
+        }
+        let Some(ours) = connection.upgrade() else {
+            return;
+        };
+        let swapped = current.compare_and_swap(&Some(ours.clone()), None::<Arc<SendRequest<B>>>);
+        if swapped.as_ref().is_some_and(|s| Arc::ptr_eq(s, &ours)) {
+            tracing::debug!("closing an idle connection");
+        }
+        return;
+    }
+}
+
 async fn handshake<T, B>(io: TokioIo<T>, addr: SocketAddr) -> Result<SendRequest<B>, ProxyError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
@@ -159,4 +213,68 @@ where
         }
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Empty;
+
+    /// An HTTP/2 server on loopback that answers every request with 200.
+    async fn h2_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            Empty::<bytes::Bytes>::new(),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reuses_one_connection_and_lets_an_idle_one_go() {
+        let addr = h2_server().await;
+        let endpoint: Http2Endpoint<Empty<bytes::Bytes>> = Http2Endpoint::new(
+            addr,
+            Transport::Plain,
+            Duration::from_secs(1),
+            Registry::new(),
+        )
+        .with_idle_timeout(Some(Duration::from_millis(50)));
+        let mut first = endpoint.sender().await.unwrap();
+        first
+            .send_request(http::Request::new(Empty::new()))
+            .await
+            .unwrap();
+        let second = endpoint.sender().await.unwrap();
+        assert!(endpoint.current.load().is_some());
+        drop((first, second));
+        // Bounded wait for the eviction; no assertion on how long it took.
+        for _ in 0..200 {
+            if endpoint.current.load().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            endpoint.current.load().is_none(),
+            "the idle connection left the pool"
+        );
+        // The next request simply connects again.
+        let mut again = endpoint.sender().await.unwrap();
+        again
+            .send_request(http::Request::new(Empty::new()))
+            .await
+            .unwrap();
+    }
 }

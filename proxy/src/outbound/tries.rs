@@ -46,7 +46,7 @@ pub async fn call(
     let deadline = limit.map(|limit| Instant::now() + limit);
     // A request that is already a retry upstream is tried once here.
     let may_retry = route.retry.attempts > 0
-        && idempotent(&parts.method)
+        && (route.retry.non_idempotent || idempotent(&parts.method))
         && !parts.headers.contains_key(RETRY_ATTEMPT_HEADER);
     prepare(&mut parts, authority)?;
     let body = if may_retry {

@@ -24,6 +24,8 @@ pub struct RetryPolicy {
     pub retry_on: RetryOn,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Retry POST and other non-idempotent methods too (route opt-in).
+    pub non_idempotent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -149,6 +151,10 @@ fn retry_policy(retries: &Retries, base: &Retries) -> RetryPolicy {
         backoff_max: backoff
             .map(|b| b.max.get())
             .unwrap_or(Duration::from_millis(250)),
+        non_idempotent: retries
+            .non_idempotent
+            .or(base.non_idempotent)
+            .unwrap_or(false),
     }
 }
 

@@ -85,6 +85,7 @@ fn a_full_valid_traffic_policy_has_no_problems() {
             idle: None,
         }),
         retries: Some(Retries {
+            non_idempotent: None,
             attempts: Some(2),
             per_try_timeout: Some(ms(500)),
             retry_on: Some(vec!["5xx".into(), "503".into()]),
@@ -111,6 +112,7 @@ fn a_full_valid_traffic_policy_has_no_problems() {
 #[test]
 fn traffic_policy_problems_have_paths() {
     let bad_retries = Retries {
+        non_idempotent: None,
         attempts: Some(1),
         per_try_timeout: Some(ms(0)),
         retry_on: Some(vec!["reset".into(), "sometimes".into()]),
