@@ -122,6 +122,11 @@ pub struct ControlPlaneArgs {
     /// heartbeat (POST /v1/register) for this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub registration_ttl: Duration,
+    /// After a start, hold back config streams this long so that registered instances
+    /// heartbeat back in first (sidecars keep their last config meanwhile). Set it above
+    /// the sidecars' heartbeat interval.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub registration_warmup: Duration,
 }
 
 impl ControlPlaneArgs {
@@ -131,6 +136,7 @@ impl ControlPlaneArgs {
             http: self.http,
             cert_ttl: self.cert_ttl,
             registration_ttl: self.registration_ttl,
+            registration_warmup: self.registration_warmup,
             ..ServeConfig::new(self.data_dir, self.policy_dir)
         }
     }

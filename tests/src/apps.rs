@@ -1,7 +1,9 @@
 //! A tiny app to stand behind a sidecar: it answers every request with what it saw (its
 //! name, the HTTP version, the path and the `outrigger-client-id` header), speaks HTTP/1.1
 //! and HTTP/2, can hold `/hold` requests until the test releases them, can be made slow,
-//! and answers `/health` with 200 or 503 as the test says.
+//! and answers `/health` with 200 or 503 as the test says. It counts what resilience
+//! tests need: requests, requests in flight (and the most at once), and retried requests
+//! (those carrying `outrigger-retry-attempt`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,12 @@ pub struct EchoApp {
     /// The fault injected into every request (headers may add their own).
     fault: std::sync::Mutex<Fault>,
     requests: AtomicUsize,
+    /// Requests being answered now (a cancelled one leaves when the sidecar drops it).
+    in_flight: AtomicUsize,
+    /// The most requests ever in flight at once.
+    peak_in_flight: AtomicUsize,
+    /// Requests that carried `outrigger-retry-attempt`.
+    retried: AtomicUsize,
     held: AtomicUsize,
     arrived: Notify,
     gate: Semaphore,
@@ -44,6 +52,9 @@ impl EchoApp {
             healthy: AtomicBool::new(true),
             fault: std::sync::Mutex::new(Fault::default()),
             requests: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            retried: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             arrived: Notify::new(),
             gate: Semaphore::new(0),
@@ -90,6 +101,22 @@ impl EchoApp {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests being answered right now (a hanging one counts until the sidecar gives up
+    /// on it and drops it).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests this app has had in flight at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests that arrived with `outrigger-retry-attempt` (retries, not first tries).
+    pub fn retried(&self) -> usize {
+        self.retried.load(Ordering::SeqCst)
+    }
+
     /// Waits until `n` `/hold` requests are being held.
     pub async fn wait_held(&self, n: usize) {
         loop {
@@ -117,6 +144,10 @@ impl EchoApp {
             return Ok(response);
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
+        if req.headers().contains_key("outrigger-retry-attempt") {
+            self.retried.fetch_add(1, Ordering::SeqCst);
+        }
+        let _in_flight = InFlight::enter(self);
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
@@ -168,8 +199,27 @@ impl EchoApp {
             "host": header("host").or_else(|| req.uri().authority().map(|a| a.to_string())),
             "client_id": header("outrigger-client-id"),
             "client_ids": req.headers().get_all("outrigger-client-id").iter().count(),
+            "retry_attempt": header("outrigger-retry-attempt"),
+            "deadline_ms": header("outrigger-deadline-ms"),
         });
         Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
+    }
+}
+
+/// One request in flight; leaves on drop, also when the request is cancelled.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(app: &'a EchoApp) -> InFlight<'a> {
+        let now = app.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        app.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(&app.in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod apps;
 pub mod client;
+pub mod cluster;
 pub mod faults;
+pub mod load;
 pub mod mesh;
 pub mod process;
 pub mod relay;
@@ -13,7 +15,9 @@ pub use apps::EchoApp;
 pub use client::{
     Http1, Reply, get_h1, get_h1_absolute, get_h2, get_h2_tls, send_h2_tls, tls_client,
 };
+pub use cluster::{Cluster, PAYMENTS};
 pub use faults::Fault;
+pub use load::{Call, outcome, send_many, tally};
 pub use mesh::{Mesh, START_LIMIT, Sidecar};
 pub use process::{Process, bin, eventually, free_port, loopback, run};
 pub use relay::RelayApp;

@@ -111,6 +111,24 @@ impl Mesh {
         std::fs::rename(&tmp, path).expect("rename policy");
     }
 
+    /// Writes (or replaces) the TrafficPolicy of `name.namespace`; `spec` is the YAML under
+    /// `spec:` after `targetRef`, each line indented by two spaces.
+    pub fn traffic_policy(&self, namespace: &str, name: &str, spec: &str) {
+        self.write_policy(
+            &format!("{namespace}-{name}-traffic.yaml"),
+            &policy_yaml("TrafficPolicy", namespace, name, spec),
+        );
+    }
+
+    /// Writes (or replaces) the ServerPolicy of `name.namespace`, as
+    /// [`Mesh::traffic_policy`] does.
+    pub fn server_policy(&self, namespace: &str, name: &str, spec: &str) {
+        self.write_policy(
+            &format!("{namespace}-{name}-server.yaml"),
+            &policy_yaml("ServerPolicy", namespace, name, spec),
+        );
+    }
+
     pub async fn start_control_plane(&mut self) {
         let mut command = Command::new(bin("outrigger"));
         command
@@ -126,6 +144,10 @@ impl Mesh {
             .arg("--cert-ttl")
             .arg(&self.cert_ttl)
             .args(&self.extra_args);
+        // Tests that restart a control plane with registered instances ask for a warm-up.
+        if !self.extra_args.iter().any(|a| a == "--registration-warmup") {
+            command.args(["--registration-warmup", "0s"]);
+        }
         self.control_plane = Some(Process::spawn("control-plane", command, self.root()));
         let http = self.cp_http;
         eventually("control plane ready", START_LIMIT, || async move {
@@ -213,6 +235,12 @@ impl Mesh {
     }
 }
 
+fn policy_yaml(kind: &str, namespace: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: outrigger.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  targetRef: {{kind: MeshService, name: {name}}}\n{spec}"
+    )
+}
+
 impl Default for Mesh {
     fn default() -> Self {
         Self::new()
@@ -264,11 +292,112 @@ impl Sidecar {
             .body
     }
 
+    /// The admin `/circuits` (every endpoint's breaker), as JSON.
+    pub async fn circuits(&self) -> serde_json::Value {
+        get_h1(self.admin, "localhost", "/circuits")
+            .await
+            .expect("GET /circuits")
+            .json()
+    }
+
+    /// What `/circuits` says about one endpoint of `service` ("name.namespace").
+    pub async fn circuit(&self, service: &str, endpoint: &str) -> Option<serde_json::Value> {
+        let circuits = self.circuits().await;
+        circuits["services"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["service"] == service)
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["endpoint"] == endpoint)
+    }
+
+    /// The sum of the samples of metric `name` whose labels include all of `labels`
+    /// (0 when there is none): e.g. `("outrigger_requests_total", &[("error", "timeout")])`.
+    pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        sum_samples(&self.metrics().await, name, labels)
+    }
+
     /// One sample's value from `/metrics`, by its full series text.
     pub async fn metric(&self, series: &str) -> Option<f64> {
         self.metrics()
             .await
             .lines()
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+}
+
+/// The sum of the samples of `name` in Prometheus text whose labels include all of
+/// `labels`.
+pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            let inner = match series {
+                "" => "",
+                s => s.strip_prefix('{')?.strip_suffix('}')?,
+            };
+            let found: Vec<&str> = split_labels(inner);
+            labels
+                .iter()
+                .all(|(k, v)| found.contains(&format!("{k}=\"{v}\"").as_str()))
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// `a="x",b="y,z"` → `["a=\"x\"", "b=\"y,z\""]` (commas inside quotes kept).
+fn split_labels(inner: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, c) in inner.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < inner.len() {
+        parts.push(&inner[start..]);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sum_samples;
+
+    #[test]
+    fn sums_samples_by_label_subset() {
+        let text = "# HELP x y\n\
+            outrigger_retries_total{service=\"a.shop\"} 3\n\
+            outrigger_retries_total{service=\"b.shop\"} 4\n\
+            outrigger_retries_total_x{service=\"a.shop\"} 100\n\
+            outrigger_requests_total{direction=\"outbound\",service=\"a.shop\",status_code=\"504\",error=\"timeout\"} 2\n\
+            outrigger_requests_total{direction=\"inbound\",service=\"a,shop\",status_code=\"504\",error=\"timeout\"} 5\n\
+            outrigger_config_version 7\n";
+        assert_eq!(sum_samples(text, "outrigger_retries_total", &[]), 7.0);
+        assert_eq!(
+            sum_samples(text, "outrigger_retries_total", &[("service", "a.shop")]),
+            3.0
+        );
+        assert_eq!(
+            sum_samples(text, "outrigger_requests_total", &[("error", "timeout")]),
+            7.0
+        );
+        assert_eq!(
+            sum_samples(
+                text,
+                "outrigger_requests_total",
+                &[("direction", "outbound"), ("error", "timeout")]
+            ),
+            2.0
+        );
+        assert_eq!(sum_samples(text, "outrigger_config_version", &[]), 7.0);
+        assert_eq!(sum_samples(text, "outrigger_missing", &[]), 0.0);
     }
 }

@@ -123,3 +123,63 @@ async fn a_terminated_sidecar_deregisters_at_once() {
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_restart_never_empties_a_registered_service() {
+    // Heartbeats every 2s (the default); the restarted control plane waits 3s before
+    // streaming, so the instance is registered again before any watcher is served.
+    let mut mesh = Mesh::new().control_plane_args(&[
+        "--registration-ttl",
+        "2s",
+        "--registration-warmup",
+        "3s",
+    ]);
+    mesh.write_policy("payments.yaml", PAYMENTS);
+    mesh.start_control_plane().await;
+    let orders = mesh
+        .sidecar("orders", "shop/orders", None, free_port())
+        .await;
+    let app = EchoApp::start("a").await;
+    let sidecar = mesh.spawn_sidecar(
+        "payments",
+        "shop/payments",
+        Some(app.addr),
+        free_port(),
+        &[("OUTRIGGER_HEARTBEAT_INTERVAL", "2s")],
+    );
+    sidecar.wait_ready().await;
+    endpoints_become(&orders, &[&sidecar]).await;
+    let traffic = Traffic::start(orders.outbound, "payments.shop", 50_000);
+    eventually("traffic flows", START_LIMIT, || async {
+        app.requests() > 20
+    })
+    .await;
+
+    mesh.kill_control_plane();
+    mesh.start_control_plane().await;
+    // Orders reconnects and is served a config again, with the instance in it.
+    let version = mesh.status().await["version"].clone();
+    eventually(
+        "orders applies the restarted control plane's config",
+        START_LIMIT,
+        || {
+            let (orders, version) = (&orders, version.clone());
+            async move { orders.config().await["config_version"].as_u64() >= version.as_u64() }
+        },
+    )
+    .await;
+    endpoints_become(&orders, &[&sidecar]).await;
+    let now = app.requests();
+    eventually("traffic flows on", START_LIMIT, || async {
+        app.requests() > now + 50
+    })
+    .await;
+
+    let (sent, failures) = traffic.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+}

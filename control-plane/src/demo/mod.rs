@@ -181,6 +181,8 @@ pub async fn run(
     let mut serve = ServeConfig::new(&data, dir.join("policy"));
     serve.listen = control_plane;
     serve.http = loopback(ports.control_plane_http);
+    // A fresh mesh with static endpoints: nothing to wait for.
+    serve.registration_warmup = std::time::Duration::ZERO;
     let server = Server::bind(serve).await?;
     let sites = report::Sites {
         control_plane: server.api_addr(),

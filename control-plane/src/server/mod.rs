@@ -60,6 +60,11 @@ pub struct ServeConfig {
     /// A registered instance leaves its service's endpoints when no heartbeat comes
     /// within this long.
     pub registration_ttl: Duration,
+    /// After a start, watch streams wait this long before their first snapshot, so that
+    /// registered instances heartbeat back in first: the registry lives in memory, and a
+    /// proxy that reconnected at once would otherwise see those services without
+    /// endpoints. Proxies keep serving their last config meanwhile.
+    pub registration_warmup: Duration,
 }
 
 impl ServeConfig {
@@ -73,6 +78,7 @@ impl ServeConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             cert_ttl: Duration::from_secs(24 * 3600),
             registration_ttl: registry::DEFAULT_TTL,
+            registration_warmup: Duration::from_secs(3),
         }
     }
 }
@@ -93,6 +99,8 @@ pub(crate) struct Shared {
     /// Turns true when shutdown begins: ends watch streams and background tasks.
     stopping: watch_channel::Receiver<bool>,
     ready: AtomicBool,
+    /// Until when watch streams hold back their first snapshot (see `registration_warmup`).
+    warm_until: tokio::time::Instant,
 }
 
 /// Who is on the other end of one API connection.
@@ -196,6 +204,7 @@ impl Server {
             health,
             stopping,
             ready: AtomicBool::new(false),
+            warm_until: tokio::time::Instant::now() + config.registration_warmup,
         });
         Ok(Server {
             shared,

@@ -74,6 +74,7 @@ pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> R
     // One line in flight: the feeding task waits for the client, then sends the latest.
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(feed(
+        shared.warm_until,
         shared.snapshots.subscribe(),
         tx,
         shared.stopping.clone(),
@@ -97,6 +98,7 @@ pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> R
 /// the body; dropping `_guards` takes the watcher off the registry and marks its proxy
 /// disconnected.
 async fn feed(
+    warm_until: tokio::time::Instant,
     mut configs: watch::Receiver<Arc<MeshConfig>>,
     tx: mpsc::Sender<Bytes>,
     mut stopping: watch::Receiver<bool>,
@@ -104,6 +106,12 @@ async fn feed(
     identity: SpiffeId,
     requested: Option<ServiceKey>,
 ) {
+    // Right after a start, registered instances have not heartbeated back in yet.
+    tokio::select! {
+        () = tokio::time::sleep_until(warm_until) => {}
+        () = tx.closed() => return,
+        _ = stopping.wait_for(|stop| *stop) => return,
+    }
     loop {
         let config = configs.borrow_and_update().clone();
         let Some(line) = encode(&config, requested.as_ref(), &identity) else {
