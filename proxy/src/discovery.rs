@@ -62,24 +62,39 @@ impl Target {
             return Pick::NoEndpoints;
         }
         let mut rng = fastrand::Rng::new();
-        let mut fallback = None;
+        // A retry balances over the other endpoints: with two, P2C would always compare
+        // the same pair, and a fast-failing endpoint looks cheap. Retries only: this
+        // allocates.
+        if let Some(avoid) = avoid.filter(|_| self.endpoints.len() > 1) {
+            let others: Vec<Arc<Endpoint>> = self
+                .endpoints
+                .iter()
+                .filter(|e| e.addr() != avoid)
+                .cloned()
+                .collect();
+            for _ in 0..4 {
+                let Some(picked) = self.balancer.pick(&others, &mut rng, now) else {
+                    break;
+                };
+                if picked.circuit().try_pass() {
+                    let index = self.endpoints.iter().position(|e| Arc::ptr_eq(e, picked));
+                    if let Some(endpoint) = index.and_then(|i| self.endpoints.get(i)) {
+                        return Pick::Endpoint(endpoint);
+                    }
+                }
+            }
+            // Nothing else usable: the previous endpoint is better than none.
+        }
         // A few draws: P2C is random, and a half-open probe may be claimed meanwhile.
         for _ in 0..4 {
             let Some(endpoint) = self.balancer.pick(&self.endpoints, &mut rng, now) else {
                 break;
             };
-            if Some(endpoint.addr()) == avoid && self.endpoints.len() > 1 {
-                fallback = Some(endpoint);
-                continue;
-            }
             if endpoint.circuit().try_pass() {
                 return Pick::Endpoint(endpoint);
             }
         }
-        match fallback {
-            Some(endpoint) if endpoint.circuit().try_pass() => Pick::Endpoint(endpoint),
-            _ => Pick::AllOpen,
-        }
+        Pick::AllOpen
     }
 }
 
