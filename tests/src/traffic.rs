@@ -70,6 +70,17 @@ impl Traffic {
         self.sent.load(Ordering::SeqCst)
     }
 
+    /// Stops the loop and fails the test if any request failed.
+    pub async fn expect_no_failures(self) {
+        let (sent, failures) = self.finish().await;
+        assert!(
+            failures.is_empty(),
+            "{} of {sent} requests failed, e.g. {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+    }
+
     /// Stops the loop; returns (requests sent, failures).
     pub async fn finish(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);

@@ -84,13 +84,7 @@ async fn an_unhealthy_instance_gets_no_traffic_until_it_recovers() {
     })
     .await;
 
-    let (sent, failures) = traffic.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
+    traffic.expect_no_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,11 +169,5 @@ async fn a_control_plane_restart_never_empties_a_registered_service() {
     })
     .await;
 
-    let (sent, failures) = traffic.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
+    traffic.expect_no_failures().await;
 }

@@ -79,13 +79,7 @@ async fn edited_endpoints_move_traffic_without_a_failed_request() {
         "no request reached A once it left the policy"
     );
 
-    let (sent, failures) = traffic.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
+    traffic.expect_no_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,13 +130,7 @@ async fn an_invalid_edit_changes_nothing_until_it_is_fixed() {
         "{status}"
     );
 
-    let (sent, failures) = traffic.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
+    traffic.expect_no_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,11 +183,5 @@ async fn a_dead_control_plane_breaks_nothing_and_its_return_reaches_every_proxy(
     )
     .await;
 
-    let (sent, failures) = traffic.finish().await;
-    assert!(
-        failures.is_empty(),
-        "{} of {sent} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
+    traffic.expect_no_failures().await;
 }
