@@ -25,13 +25,30 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A loopback port that was free a moment ago. The kernel does not hand it out again soon,
-/// so a process started right after can bind it.
+/// A loopback port for a process the test starts. Taken from 20000..32000, below the
+/// kernel's ephemeral range (32768 and up by default): a port the kernel handed out for
+/// `:0` may be given again to any outgoing connection before the process binds it, which
+/// made rare start-ups fail. A counter shared by the tests of this binary keeps them apart;
+/// its start depends on the process id, so consecutive test binaries do not reuse ports
+/// still in TIME_WAIT.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 1_009) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 pub fn loopback(port: u16) -> SocketAddr {

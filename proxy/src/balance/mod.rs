@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use outrigger_api::LoadBalancer;
 
-pub use load::Load;
+pub use load::{InFlight, Load};
 
 /// What a balancer needs to know about an endpoint.
 pub trait Balanced {

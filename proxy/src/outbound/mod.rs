@@ -4,7 +4,7 @@
 pub mod endpoint;
 pub mod pool;
 mod request;
-mod tries;
+mod stack;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::body::ProxyBody;
 use crate::discovery::Discovery;
@@ -83,16 +84,19 @@ impl Outbound {
         drop(table);
         let metrics = &target.metrics;
         let _inflight = metrics.start();
-        let route = target.resolved.route(req.method(), req.uri().path());
-        match tries::call(&target, route, req, authority).await {
+        let request = stack::AppRequest {
+            request: req,
+            authority,
+        };
+        match stack::stack(&target).oneshot(request).await {
             Ok(response) => {
                 metrics.record_status(response.status().as_u16(), start.elapsed());
                 response.map(ProxyBody::Left)
             }
-            Err(error) => {
+            Err(stack::RouteError { error, fallback }) => {
                 tracing::debug!(service = %metrics.service(), %error, "outbound request failed");
                 metrics.record_error(error.code, start.elapsed());
-                match (&route.fallback, error.code) {
+                match (fallback, error.code) {
                     (Some(fallback), ErrorCode::CircuitOpen) => fallback_response(fallback),
                     _ => error.into_response(metrics.service()),
                 }

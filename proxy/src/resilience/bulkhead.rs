@@ -38,8 +38,13 @@ impl Bulkhead {
         }
     }
 
+    /// Admits at once if a slot is free: [`Bulkhead::admit`] without the queue.
+    pub fn try_admit(&self) -> Option<Admission> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     pub async fn admit(&self) -> Result<Admission, Rejected> {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+        if let Some(permit) = self.try_admit() {
             return Ok(permit);
         }
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {

@@ -1,0 +1,103 @@
+//! The outbound resilience stack: tower layers in DESIGN.md's order, assembled once in
+//! [`stack`]. It is built per request over a borrowed [`Target`] (every layer holds only
+//! references and a little per-request state, so building it allocates nothing); the
+//! request types below carry what the layers above decided to the layers below.
+
+mod balance;
+mod breaker;
+mod bulkhead;
+mod deadline;
+mod endpoint;
+mod per_try_timeout;
+mod retry;
+mod route;
+
+use std::time::Duration;
+
+use http::request::Parts;
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tower::{Service, ServiceBuilder};
+
+use crate::balance::InFlight;
+use crate::discovery::Target;
+use crate::error::ProxyError;
+use crate::outbound::endpoint::Endpoint;
+use crate::resilience::policy::RoutePolicy;
+use crate::resilience::replay::OutboundBody;
+use crate::resilience::retry_on::TryOutcome;
+
+pub use route::RouteError;
+
+/// The app's request and the authority it is for: what enters the stack.
+pub struct AppRequest {
+    pub request: Request<Incoming>,
+    pub authority: Authority,
+}
+
+/// A routed request: its head prepared for the mesh hop, its body (buffered when it may
+/// be retried), and what its route and its caller allow.
+pub struct Routed<'a> {
+    pub head: Parts,
+    pub body: OutboundBody,
+    pub route: &'a RoutePolicy,
+    pub may_retry: bool,
+    /// The whole-request limit: the route's timeout or the caller's budget, the sooner.
+    pub limit: Option<Duration>,
+    /// When the stack took the request; the deadline counts from here.
+    pub started: Instant,
+    /// Set by the deadline layer.
+    pub deadline: Option<Instant>,
+}
+
+/// One try of a request.
+pub struct Try {
+    pub request: Request<OutboundBody>,
+    pub per_try_timeout: Option<Duration>,
+}
+
+/// A try after the balancer chose its endpoint.
+pub struct Picked<'a> {
+    pub request: Request<OutboundBody>,
+    pub per_try_timeout: Option<Duration>,
+    pub endpoint: &'a Endpoint,
+    /// The balancer's view of the try, from the pick to its end.
+    pub in_flight: InFlight<'a>,
+    /// When the per-try timeout ends the try (set by that layer).
+    pub try_deadline: Option<Instant>,
+}
+
+/// A failed try, and how it ended for `retryOn` (`None`: no retry can mend it, such as a
+/// full bulkhead or open circuits).
+#[derive(Debug)]
+pub struct TryError {
+    pub error: ProxyError,
+    pub outcome: Option<TryOutcome>,
+}
+
+impl TryError {
+    pub fn new(error: ProxyError, outcome: Option<TryOutcome>) -> Self {
+        TryError { error, outcome }
+    }
+}
+
+/// The outbound stack for one request to `target`, in the order the request passes:
+/// route, whole-request deadline, retries with the budget, bulkhead, balancer (skipping
+/// open breakers), per-try timeout, breaker accounting, the pooled mTLS connection.
+pub fn stack(
+    target: &Target,
+) -> impl Service<AppRequest, Response = Response<Incoming>, Error = RouteError<'_>, Future: Send>
++ Send
++ '_ {
+    ServiceBuilder::new()
+        .layer(route::Route::layer(target))
+        .layer(deadline::Deadline::layer())
+        .layer(retry::Retry::layer(target))
+        .layer(bulkhead::Bulkhead::layer(target))
+        .layer(balance::Balance::layer(target))
+        .layer(per_try_timeout::PerTryTimeout::layer())
+        .layer(breaker::Breaker::layer())
+        .service(endpoint::Connection)
+}
