@@ -48,6 +48,11 @@ async fn traffic_flows_across_several_rotations() {
         seen_payments.extend(payments.metric(EXPIRY).await.map(|v| v as i64));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    println!(
+        "{sent} requests across {} and {} certificates",
+        seen_orders.len(),
+        seen_payments.len()
+    );
     assert!(seen_orders.len() >= 4, "orders rotated: {seen_orders:?}");
     assert!(
         seen_payments.len() >= 4,
