@@ -3,18 +3,15 @@
 //! layers below read the deadline to send the remaining budget to the next hop and to
 //! start no retry that could not finish.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Response;
 use hyper::body::Incoming;
-use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower::{Layer, Service};
 
 use super::Routed;
+use super::cutoff::{CutOff, Expiry};
 use crate::error::{ErrorCode, ProxyError};
 
 #[derive(Clone)]
@@ -44,7 +41,7 @@ where
 {
     type Response = Response<Incoming>;
     type Error = ProxyError;
-    type Future = DeadlineFuture<S::Future>;
+    type Future = CutOff<S::Future, RequestLimit>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -53,44 +50,21 @@ where
     fn call(&mut self, mut req: Routed<'a>) -> Self::Future {
         let deadline = req.limit.map(|limit| req.started + limit);
         req.deadline = deadline;
-        let limit = req.limit.unwrap_or_default();
-        DeadlineFuture {
-            inner: self.inner.call(req),
-            sleep: deadline.map(tokio::time::sleep_until),
-            limit,
-        }
+        let limit = RequestLimit(req.limit.unwrap_or_default());
+        CutOff::new(self.inner.call(req), deadline, limit)
     }
 }
 
-pin_project! {
-    /// The inner future, cut off at the deadline (polled first, as `tokio::time::timeout`).
-    pub struct DeadlineFuture<F> {
-        #[pin]
-        inner: F,
-        #[pin]
-        sleep: Option<Sleep>,
-        limit: Duration,
-    }
-}
+/// The whole-request limit, for its 504.
+pub struct RequestLimit(Duration);
 
-impl<F> Future for DeadlineFuture<F>
-where
-    F: Future<Output = Result<Response<Incoming>, ProxyError>>,
-{
-    type Output = F::Output;
+impl Expiry for RequestLimit {
+    type Error = ProxyError;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.inner.poll(cx) {
-            return Poll::Ready(output);
-        }
-        let Some(sleep) = this.sleep.as_pin_mut() else {
-            return Poll::Pending;
-        };
-        ready!(sleep.poll(cx));
-        Poll::Ready(Err(ProxyError::new(
+    fn error(&self) -> ProxyError {
+        ProxyError::new(
             ErrorCode::Timeout,
-            format!("no response within {} ms", this.limit.as_millis()),
-        )))
+            format!("no response within {} ms", self.0.as_millis()),
+        )
     }
 }

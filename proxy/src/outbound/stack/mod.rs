@@ -6,6 +6,7 @@
 mod balance;
 mod breaker;
 mod bulkhead;
+mod cutoff;
 mod deadline;
 mod endpoint;
 mod per_try_timeout;
