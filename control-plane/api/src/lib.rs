@@ -24,5 +24,6 @@ pub use traffic_policy::{
 pub use validate::{FieldError, check_identity_glob, is_http_method, is_retry_condition};
 pub use wire::{
     ApiError, CertificateRequest, CertificateResponse, EndpointView, Heartbeat, HeartbeatResponse,
-    Instance, MeshStatus, ProxyStatus, ServiceView, Snapshot,
+    Instance, MeshStatus, ProxyStatus, ServerPolicyUpdate, ServiceRef, ServiceView, Snapshot,
+    SnapshotDelta, WatchEvent,
 };

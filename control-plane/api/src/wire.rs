@@ -34,8 +34,8 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// One line of the `GET /v1/watch[?service=<namespace>/<name>&proxy=<proxy_id>]` stream:
-/// everything one proxy needs, whole, versioned. `service` names the MeshService the proxy
+/// The whole state for one proxy, as the first line of `GET /v1/watch[?service=<namespace>/<name>&proxy=<proxy_id>]`
+/// sends it (inside [`WatchEvent::Full`]): everything one proxy needs, versioned. `service` names the MeshService the proxy
 /// serves; without it, the control plane uses the MeshService whose identity is the
 /// proxy's, if only one is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,56 @@ pub struct Snapshot {
     /// (strict mTLS, any identity of the trust domain allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_policy: Option<ServerPolicySpec>,
+}
+
+/// One line of the `GET /v1/watch` stream. The first line of every stream is `Full`;
+/// after it, each line is a `Delta` from the version the proxy holds. Externally tagged
+/// (`{"full":{...}}`, `{"delta":{...}}`) so that a large first line is decoded in one
+/// pass, without buffering it as an untyped tree first. docs/watch-protocol.md has the
+/// whole protocol.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchEvent {
+    /// Everything the proxy needs, replacing what it holds.
+    Full(Snapshot),
+    /// What changed between `base` and `version`.
+    Delta(SnapshotDelta),
+}
+
+/// The changes from version `base` to version `version`. A proxy applies it only if it
+/// holds exactly `base`; otherwise it has missed something and asks for a full state
+/// again (by reconnecting). Its size depends on what changed, not on the size of the mesh.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDelta {
+    pub version: u64,
+    pub base: u64,
+    /// The new trust bundle, when it changed (anchor rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_bundle: Option<String>,
+    /// Services added or changed, each whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upserted: Vec<ServiceView>,
+    /// Services that are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<ServiceRef>,
+    /// Present when the proxy's own ServerPolicy changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_policy: Option<ServerPolicyUpdate>,
+}
+
+/// A service by name, in a delta's `removed`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The proxy's ServerPolicy after a change; `spec: None` means it was removed (back to
+/// DESIGN.md's defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerPolicyUpdate {
+    #[serde(default)]
+    pub spec: Option<ServerPolicySpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,5 +209,26 @@ mod tests {
         let line = serde_json::to_string(&snap).unwrap();
         assert!(!line.contains('\n'), "one snapshot per line");
         assert_eq!(serde_json::from_str::<Snapshot>(&line).unwrap(), snap);
+    }
+
+    #[test]
+    fn watch_events_roundtrip_externally_tagged() {
+        let delta = WatchEvent::Delta(SnapshotDelta {
+            version: 8,
+            base: 7,
+            removed: vec![ServiceRef {
+                namespace: "shop".into(),
+                name: "old".into(),
+            }],
+            server_policy: Some(ServerPolicyUpdate { spec: None }),
+            ..SnapshotDelta::default()
+        });
+        let line = serde_json::to_string(&delta).unwrap();
+        assert!(line.starts_with(r#"{"delta":{"version":8,"base":7,"#), "{line}");
+        assert_eq!(serde_json::from_str::<WatchEvent>(&line).unwrap(), delta);
+        let full = WatchEvent::Full(Snapshot::default());
+        let line = serde_json::to_string(&full).unwrap();
+        assert!(line.starts_with(r#"{"full":{"version":0"#), "{line}");
+        assert_eq!(serde_json::from_str::<WatchEvent>(&line).unwrap(), full);
     }
 }
