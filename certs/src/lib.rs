@@ -6,6 +6,7 @@ mod ca;
 mod error;
 mod files;
 mod pem;
+mod renewal;
 mod spiffe;
 mod tls;
 mod workload;
@@ -15,10 +16,11 @@ pub use ca::{Ca, CaPaths, Issued, init as init_ca};
 pub use error::Error;
 pub use files::{read_to_string, write_atomically};
 pub use pem::{certs_from_pem, certs_to_pem, key_from_pem};
+pub use renewal::{MIN_RENEW_WAIT, RENEW_AT, renew_after, unix_now};
 pub use spiffe::{DEFAULT_TRUST_DOMAIN, SpiffeId, SpiffeIdError};
 pub use tls::{
-    CertStore, ClientIdVerifier, IdentityError, ServerIdVerifier, TrustBundle, client_config,
-    describe_tls_error, peer_identity, provider, server_config,
+    CertStore, ClientIdVerifier, IdentityError, ServerIdVerifier, TrustBundle, check_peer_id,
+    client_config, describe_tls_error, peer_identity, provider, server_config,
 };
 pub use workload::WorkloadKey;
 pub use x509::{not_after_unix, not_before_unix, spiffe_id_of};

@@ -145,24 +145,67 @@ fn peer_id(end_entity: &CertificateDer<'_>) -> Result<SpiffeId, rustls::Error> {
     x509::spiffe_id_of(end_entity).map_err(|e| refuse(IdentityError::Missing(e.to_string())))
 }
 
-/// Client side: the server must chain to the bundle and present exactly `expected`.
+/// Client side: the server must chain to the bundle and present `expected`.
 pub struct ServerIdVerifier {
     bundle: Arc<TrustBundle>,
-    expected: SpiffeId,
+    expected: ExpectedServer,
+}
+
+#[derive(Debug)]
+enum ExpectedServer {
+    /// Exactly this identity (the control plane).
+    Exactly(SpiffeId),
+    /// Any identity of this trust domain. The caller checks the exact identity on the
+    /// established connection ([`check_peer_id`]), so that one client config serves
+    /// every destination: its verifier, roots and session cache are not copied per
+    /// service.
+    InTrustDomain(String),
 }
 
 impl ServerIdVerifier {
+    /// The server must present exactly `expected`.
     pub fn new(bundle: Arc<TrustBundle>, expected: SpiffeId) -> Arc<Self> {
-        Arc::new(ServerIdVerifier { bundle, expected })
+        Arc::new(ServerIdVerifier {
+            bundle,
+            expected: ExpectedServer::Exactly(expected),
+        })
+    }
+
+    /// The server must present an identity of `trust_domain`; which one is checked per
+    /// connection with [`check_peer_id`].
+    pub fn in_trust_domain(bundle: Arc<TrustBundle>, trust_domain: &str) -> Arc<Self> {
+        Arc::new(ServerIdVerifier {
+            bundle,
+            expected: ExpectedServer::InTrustDomain(trust_domain.to_string()),
+        })
     }
 }
 
 impl fmt::Debug for ServerIdVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerIdVerifier")
-            .field("expected", &self.expected.as_str())
+            .field("expected", &self.expected)
             .finish()
     }
+}
+
+/// Whether the peer of an established connection (its certificates, leaf first) is
+/// `expected`. The chain was verified during the handshake; this checks the identity.
+pub fn check_peer_id(
+    certs: Option<&[CertificateDer<'_>]>,
+    expected: &SpiffeId,
+) -> Result<(), IdentityError> {
+    let leaf = certs
+        .and_then(|c| c.first())
+        .ok_or_else(|| IdentityError::Missing("no certificate presented".into()))?;
+    let presented = x509::spiffe_id_of(leaf).map_err(|e| IdentityError::Missing(e.to_string()))?;
+    if presented != *expected {
+        return Err(IdentityError::Mismatch {
+            expected: expected.to_string(),
+            presented: presented.to_string(),
+        });
+    }
+    Ok(())
 }
 
 impl ServerCertVerifier for ServerIdVerifier {
@@ -184,13 +227,21 @@ impl ServerCertVerifier for ServerIdVerifier {
             provider().signature_verification_algorithms.all,
         )?;
         let presented = peer_id(end_entity)?;
-        if presented != self.expected {
-            return Err(refuse(IdentityError::Mismatch {
-                expected: self.expected.to_string(),
-                presented: presented.to_string(),
-            }));
+        match &self.expected {
+            ExpectedServer::Exactly(expected) if presented != *expected => {
+                Err(refuse(IdentityError::Mismatch {
+                    expected: expected.to_string(),
+                    presented: presented.to_string(),
+                }))
+            }
+            ExpectedServer::InTrustDomain(domain) if presented.trust_domain() != domain => {
+                Err(refuse(IdentityError::ForeignTrustDomain {
+                    trust_domain: domain.clone(),
+                    presented: presented.to_string(),
+                }))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
         }
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -14,15 +14,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::discovery::Discovery;
 use crate::identity::Identity;
-use crate::metrics::Registry;
+use crate::mesh::MeshState;
+use crate::metrics::ProxyMetrics;
+use crate::outbound::Targets;
 use crate::serve::{Drain, accept_loop, http_builder};
 
 pub struct Admin {
     pub identity: Arc<Identity>,
-    pub discovery: Arc<Discovery>,
-    pub metrics: Arc<Registry>,
+    pub mesh: Arc<MeshState>,
+    pub targets: Arc<Targets>,
+    pub metrics: Arc<ProxyMetrics>,
 }
 
 impl Admin {
@@ -59,7 +61,7 @@ impl Admin {
             "/ready" => self.ready(),
             "/metrics" => {
                 let mut body = self.metrics.render();
-                crate::circuits_view::render_state(&mut body, &self.discovery.table());
+                crate::circuits_view::render_state(&mut body, &self.targets.built());
                 let mut response = text(StatusCode::OK, body);
                 response.headers_mut().insert(
                     CONTENT_TYPE,
@@ -69,7 +71,7 @@ impl Admin {
             }
             "/config" => self.config(),
             "/circuits" => {
-                let body = crate::circuits_view::json(&self.discovery.table());
+                let body = crate::circuits_view::json(&self.targets.built());
                 let mut response = text(StatusCode::OK, body.to_string());
                 response.headers_mut().insert(
                     CONTENT_TYPE,
@@ -85,7 +87,7 @@ impl Admin {
     }
 
     fn ready(&self) -> Response<Full<Bytes>> {
-        match (self.identity.has_certificate(), self.discovery.has_config()) {
+        match (self.identity.has_certificate(), self.mesh.has_config()) {
             (true, true) => text(StatusCode::OK, "ready\n"),
             (false, _) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -98,24 +100,34 @@ impl Admin {
         }
     }
 
+    /// What the proxy enforces now: every service of the mesh table, and whether its
+    /// runtime state is built (it has been called recently).
     fn config(&self) -> Response<Full<Bytes>> {
-        let table = self.discovery.table();
-        let services: Vec<_> = table
+        let table = self.mesh.table();
+        let built: std::collections::HashSet<String> = self
             .targets
+            .built()
             .iter()
-            .map(|t| {
+            .map(|t| t.name().to_string())
+            .collect();
+        let mut entries: Vec<_> = table.entries().collect();
+        entries.sort_by(|a, b| a.key().cmp(b.key()));
+        let services: Vec<_> = entries
+            .iter()
+            .map(|e| {
                 serde_json::json!({
-                    "name": t.name,
-                    "namespace": t.namespace,
-                    "identity": t.identity.as_str(),
-                    "endpoints": t.endpoints.iter().map(|e| e.addr().to_string()).collect::<Vec<_>>(),
+                    "name": e.name(),
+                    "namespace": e.namespace(),
+                    "identity": e.identity.as_str(),
+                    "endpoints": e.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "active": built.contains(e.key()),
                 })
             })
             .collect();
         let body = serde_json::json!({
             "identity": self.identity.id().map(|id| id.as_str()),
             "certificate_expires_at": self.identity.expires_at(),
-            "config_version": table.version,
+            "config_version": self.mesh.version(),
             "services": services,
         });
         let mut response = text(StatusCode::OK, body.to_string());

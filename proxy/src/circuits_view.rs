@@ -3,12 +3,13 @@
 
 use std::fmt::Write as _;
 
-use crate::discovery::Table;
+use std::sync::Arc;
+
+use crate::outbound::Target;
 
 /// `{"services": [{"service", "ejected", "endpoints": [CircuitReport...]}]}`.
-pub fn json(table: &Table) -> serde_json::Value {
-    let services: Vec<_> = table
-        .targets
+pub fn json(targets: &[Arc<Target>]) -> serde_json::Value {
+    let services: Vec<_> = targets
         .iter()
         .map(|target| {
             let endpoints: Vec<_> = target
@@ -26,13 +27,13 @@ pub fn json(table: &Table) -> serde_json::Value {
 }
 
 /// `outrigger_circuit_state{service,endpoint}`: 0 closed, 1 open, 2 half-open.
-pub fn render_state(out: &mut String, table: &Table) {
+pub fn render_state(out: &mut String, targets: &[Arc<Target>]) {
     let _ = writeln!(
         out,
         "# HELP outrigger_circuit_state Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open."
     );
     let _ = writeln!(out, "# TYPE outrigger_circuit_state gauge");
-    for target in &table.targets {
+    for target in targets {
         for endpoint in &target.endpoints {
             let report = endpoint.circuit().report();
             let state = match report.state {

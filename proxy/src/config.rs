@@ -100,6 +100,11 @@ pub struct Config {
     #[arg(long, env = "OUTRIGGER_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
+    /// A called service's runtime state (connections, balancer, breakers, metrics) is
+    /// dropped after it has carried no request for this long, and rebuilt on the next.
+    #[arg(long, env = "OUTRIGGER_TARGET_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub target_idle_timeout: Duration,
+
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     #[arg(long, env = "OUTRIGGER_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

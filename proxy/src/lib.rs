@@ -4,31 +4,31 @@
 //! configuration come from the control plane.
 
 mod admin;
-mod app;
-mod authz;
 mod backoff;
 mod balance;
 mod body;
 mod circuits_view;
 pub mod config;
 mod control;
-mod discovery;
 mod error;
 mod health;
 mod identity;
 mod inbound;
+mod mesh;
 mod metrics;
 mod outbound;
+mod proxy;
 mod request_match;
 mod resilience;
 mod serve;
+mod transport;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use app::Proxy;
 pub use config::Config;
 pub use error::{ERROR_HEADER, ErrorCode};
+pub use proxy::Proxy;
 
 /// The caller's verified SPIFFE id, set by the inbound side for the app.
 pub const CLIENT_ID_HEADER: &str = "outrigger-client-id";

@@ -1,10 +1,12 @@
-//! The proxy's metrics. Handles are resolved once per service (when discovery builds a
-//! target), so a request only touches atomics and one uncontended histogram lock; the
-//! Prometheus text is produced at scrape time.
+//! The proxy's metrics. Handles are resolved once per service (when the outbound side
+//! builds a service's runtime state), so a request only touches atomics and one
+//! uncontended histogram lock; the Prometheus text is produced at scrape time. A
+//! service's series live as long as its runtime state: an idle service's are dropped
+//! with it, so the page follows what the app calls, not the size of the mesh.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -16,8 +18,36 @@ use crate::resilience::counters::ResilienceCounters;
 const BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const FIRST_STATUS: usize = 100;
-const STATUS_SLOTS: usize = 500;
+/// The status codes counted exactly (RFC 9110's, and a few in common use). Each service
+/// has one counter per code here, plus one per class for any other code: about 70
+/// counters, not 500.
+const KNOWN_STATUSES: [u16; 64] = [
+    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304,
+    305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415,
+    416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 499, 500, 501, 502, 503, 504,
+    505, 506, 507, 508, 510, 511, 599,
+];
+/// Counters per service: the known codes, then one for each class 1xx..5xx.
+const STATUS_SLOTS: usize = KNOWN_STATUSES.len() + 5;
+
+/// The counter slot of a status code (shared by every service: computed, not stored).
+fn status_slot(status: u16) -> Option<usize> {
+    match KNOWN_STATUSES.binary_search(&status) {
+        Ok(i) => Some(i),
+        Err(_) => match status {
+            100..=599 => Some(KNOWN_STATUSES.len() + usize::from(status / 100 - 1)),
+            _ => None,
+        },
+    }
+}
+
+/// The `status_code` label of a slot: the code, or its class (`5xx`) for the others.
+fn slot_label(slot: usize) -> String {
+    match KNOWN_STATUSES.get(slot) {
+        Some(code) => code.to_string(),
+        None => format!("{}xx", slot - KNOWN_STATUSES.len() + 1),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -38,8 +68,8 @@ impl Direction {
 pub struct ServiceMetrics {
     direction: Direction,
     service: String,
-    /// Upstream responses by status code (100..=599), one slot each: no map, no lock.
-    statuses: Box<[AtomicU64]>,
+    /// Upstream responses by [`status_slot`]: no map, no lock.
+    statuses: [AtomicU64; STATUS_SLOTS],
     /// Responses the proxy made, by [`ErrorCode::index`].
     errors: [AtomicU64; ErrorCode::ALL.len()],
     /// Microseconds, 1µs to 1h at 3 significant digits: exact enough to merge across sidecars.
@@ -54,7 +84,7 @@ impl ServiceMetrics {
         ServiceMetrics {
             direction,
             service: service.to_string(),
-            statuses: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds"),
@@ -76,11 +106,8 @@ impl ServiceMetrics {
 
     /// Records the upstream's answer.
     pub fn record_status(&self, status: u16, elapsed: Duration) {
-        if let Some(slot) = (status as usize)
-            .checked_sub(FIRST_STATUS)
-            .and_then(|i| self.statuses.get(i))
-        {
-            slot.fetch_add(1, Relaxed);
+        if let Some(slot) = status_slot(status) {
+            self.statuses[slot].fetch_add(1, Relaxed);
         }
         self.record_latency(elapsed);
     }
@@ -110,43 +137,49 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Everything the proxy counts. Created once in `main` and handed down.
+/// Everything the proxy counts. Created once at start and handed down.
 #[derive(Default)]
-pub struct Registry {
-    services: Mutex<Vec<Arc<ServiceMetrics>>>,
+pub struct ProxyMetrics {
+    /// Held by their users (a target, the inbound side); gone when they are.
+    services: Mutex<Vec<Weak<ServiceMetrics>>>,
     pub tls_handshakes_ok: AtomicU64,
     pub tls_handshakes_failed: AtomicU64,
     pub certificate_expiry: AtomicI64,
     pub config_version: AtomicU64,
 }
 
-impl Registry {
+impl ProxyMetrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// The handle for (direction, service), made on first use. Called when targets are
-    /// built, not per request.
+    /// The handle for (direction, service), made if no one holds one. Called when
+    /// targets are built, not per request. The series are rendered for as long as the
+    /// caller keeps the handle.
     pub fn service(&self, direction: Direction, service: &str) -> Arc<ServiceMetrics> {
         let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services.retain(|m| m.strong_count() > 0);
         if let Some(found) = services
             .iter()
+            .filter_map(Weak::upgrade)
             .find(|m| m.direction == direction && m.service == service)
         {
-            return found.clone();
+            return found;
         }
         let created = Arc::new(ServiceMetrics::new(direction, service));
-        services.push(created.clone());
+        services.push(Arc::downgrade(&created));
         created
     }
 
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
-        let services = self
+        let services: Vec<Arc<ServiceMetrics>> = self
             .services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         let mut out = String::with_capacity(4096);
         render_requests(&mut out, &services);
         render_latency(&mut out, &services);
@@ -228,10 +261,10 @@ fn render_requests(out: &mut String, services: &[Arc<ServiceMetrics>]) {
     );
     for m in services {
         let (dir, svc) = (m.direction.as_str(), escape(&m.service));
-        for (i, count) in m.statuses.iter().enumerate() {
+        for (slot, count) in m.statuses.iter().enumerate() {
             let count = count.load(Relaxed);
             if count > 0 {
-                let code = i + FIRST_STATUS;
+                let code = slot_label(slot);
                 let _ = writeln!(
                     out,
                     "outrigger_requests_total{{direction=\"{dir}\",service=\"{svc}\",status_code=\"{code}\",error=\"\"}} {count}"
@@ -304,7 +337,7 @@ mod tests {
 
     #[test]
     fn renders_counts_errors_and_buckets() {
-        let registry = Registry::new();
+        let registry = ProxyMetrics::new();
         let m = registry.service(Direction::Outbound, "payments.shop");
         assert!(Arc::ptr_eq(
             &m,
@@ -313,18 +346,45 @@ mod tests {
         m.record_status(200, Duration::from_micros(700));
         m.record_status(200, Duration::from_millis(3));
         m.record_error(ErrorCode::NoEndpoints, Duration::from_micros(10));
+        m.record_status(299, Duration::from_micros(10));
         let text = registry.render();
         assert!(text.contains(
             "outrigger_requests_total{direction=\"outbound\",service=\"payments.shop\",status_code=\"200\",error=\"\"} 2"
         ));
         assert!(text.contains("status_code=\"503\",error=\"no-endpoints\"} 1"));
-        assert!(text.contains("le=\"0.001\"} 2"), "{text}");
-        assert!(text.contains("le=\"+Inf\"} 3"));
+        assert!(text.contains("le=\"0.001\"} 3"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 4"));
+        assert!(text.contains("status_code=\"2xx\",error=\"\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn status_slots_are_exact_for_known_codes_and_by_class_for_others() {
+        assert!(KNOWN_STATUSES.windows(2).all(|w| w[0] < w[1]), "sorted");
+        for code in KNOWN_STATUSES {
+            assert_eq!(slot_label(status_slot(code).unwrap()), code.to_string());
+        }
+        assert_eq!(slot_label(status_slot(299).unwrap()), "2xx");
+        assert_eq!(slot_label(status_slot(555).unwrap()), "5xx");
+        assert_eq!(status_slot(99), None);
+        assert_eq!(status_slot(600), None);
+    }
+
+    #[test]
+    fn a_service_whose_handle_is_dropped_leaves_the_page() {
+        let registry = ProxyMetrics::new();
+        let kept = registry.service(Direction::Outbound, "kept.shop");
+        let gone = registry.service(Direction::Outbound, "gone.shop");
+        kept.record_status(200, Duration::from_micros(100));
+        gone.record_status(200, Duration::from_micros(100));
+        drop(gone);
+        let text = registry.render();
+        assert!(text.contains("kept.shop"));
+        assert!(!text.contains("gone.shop"), "{text}");
     }
 
     #[test]
     fn inflight_guard_decrements() {
-        let registry = Registry::new();
+        let registry = ProxyMetrics::new();
         let m = registry.service(Direction::Inbound, "a");
         let guard = m.start();
         assert_eq!(m.inflight.load(Relaxed), 1);

@@ -137,14 +137,14 @@ fn encode(
     identity: &SpiffeId,
 ) -> Option<Bytes> {
     let served = config.served_by(requested, identity);
-    let snapshot = config.snapshot_for(served.as_ref());
+    let snapshot = outrigger_api::WatchEvent::Full(config.snapshot_for(served.as_ref()));
     match serde_json::to_vec(&snapshot) {
         Ok(mut line) => {
             line.push(b'\n');
             Some(Bytes::from(line))
         }
         Err(e) => {
-            warn!("cannot encode snapshot {}: {e}", snapshot.version);
+            warn!("cannot encode snapshot {}: {e}", config.version);
             None
         }
     }

@@ -14,7 +14,9 @@
 //! is lost.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Time constant of the decay towards faster samples (as Finagle and linkerd use).
 pub const DECAY: Duration = Duration::from_secs(10);

@@ -1,6 +1,9 @@
-//! Following the control plane's `GET /v1/watch` stream: one JSON snapshot per line,
-//! each applied whole. When the stream breaks (control plane restarting or gone), the
-//! last snapshot stays in force and the proxy reconnects with backoff and jitter.
+//! Following the control plane's `GET /v1/watch` stream (docs/watch-protocol.md): one JSON
+//! event per line, a full state first and then deltas, each applied to the mesh state.
+//! A delta that does not follow the version held means something was missed: the proxy
+//! reconnects, and a new stream starts with a full state. When the stream breaks
+//! (control plane restarting or gone), the last config stays in force and the proxy
+//! reconnects with backoff and jitter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,16 +11,16 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use http::Method;
 use http_body_util::BodyExt;
-use outrigger_api::Snapshot;
-use tokio::sync::watch;
+use outrigger_api::WatchEvent;
 
 use super::ControlPlaneClient;
 use crate::backoff::Backoff;
-use crate::discovery::Discovery;
 use crate::identity::Identity;
+use crate::mesh::MeshState;
 
-/// A snapshot line longer than this is refused rather than buffered without end.
-const MAX_LINE: usize = 16 << 20;
+/// A line longer than this is refused rather than buffered without end. A full state of
+/// 10,000 services with policies is about 5 MiB.
+const MAX_LINE: usize = 64 << 20;
 
 /// Which proxy is watching: sent as query parameters so that the control plane knows which
 /// ServerPolicy applies and can show the proxy in `outrigger status`.
@@ -30,9 +33,8 @@ pub struct Watcher {
 pub async fn follow(
     cp: Arc<ControlPlaneClient>,
     identity: Arc<Identity>,
-    discovery: Arc<Discovery>,
+    mesh: Arc<MeshState>,
     watcher: Watcher,
-    applied: watch::Sender<u64>,
 ) {
     // The watch is authenticated by our certificate.
     identity.wait_certified().await;
@@ -45,7 +47,7 @@ pub async fn follow(
     }
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        match watch_once(&cp, &path, &discovery, &applied, &mut backoff).await {
+        match watch_once(&cp, &path, &mesh, &mut backoff).await {
             Ok(()) => tracing::info!(
                 control_plane = cp.authority(),
                 "watch stream ended; reconnecting"
@@ -61,8 +63,7 @@ pub async fn follow(
 async fn watch_once(
     cp: &ControlPlaneClient,
     path: &str,
-    discovery: &Discovery,
-    applied: &watch::Sender<u64>,
+    mesh: &MeshState,
     backoff: &mut Backoff,
 ) -> Result<(), String> {
     let response = cp
@@ -93,17 +94,19 @@ async fn watch_once(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue; // keep-alive
             }
-            match serde_json::from_slice::<Snapshot>(&line) {
-                Ok(snapshot) => {
-                    discovery.apply(&snapshot);
-                    applied.send_replace(snapshot.version);
-                    backoff.reset();
-                }
-                Err(error) => tracing::warn!(%error, "ignoring an unreadable snapshot"),
-            }
+            let event = match serde_json::from_slice::<WatchEvent>(&line) {
+                Ok(event) => event,
+                // Skipping it could leave a gap that the next delta's `base` reveals.
+                Err(error) => return Err(format!("unreadable watch event: {error}")),
+            };
+            // The line's buffer is not needed any more: free it before applying.
+            drop(line);
+            mesh.apply(&event)
+                .map_err(|missed| format!("{missed}; asking for a full state"))?;
+            backoff.reset();
         }
         if buffer.len() > MAX_LINE {
-            return Err(format!("snapshot longer than {MAX_LINE} bytes"));
+            return Err(format!("watch event longer than {MAX_LINE} bytes"));
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::metrics::Registry;
+use crate::metrics::ProxyMetrics;
 
 /// A peer that has not finished its handshake (or sent its first byte) by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ impl std::fmt::Display for Caller {
 /// The connection and its caller, or `None` if it was refused (logged here).
 pub async fn accept(
     acceptor: &TlsAcceptor,
-    registry: &Registry,
+    registry: &ProxyMetrics,
     stream: TcpStream,
     peer: SocketAddr,
     permissive: bool,

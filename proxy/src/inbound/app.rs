@@ -14,8 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::AppProtocol;
 use crate::error::{ErrorCode, ProxyError};
-use crate::metrics::Registry;
-use crate::outbound::pool::{Http2Endpoint, Transport};
+use crate::metrics::ProxyMetrics;
+use crate::transport::{Http2Connection, Transport};
 
 pub struct AppClient {
     addr: SocketAddr,
@@ -23,7 +23,7 @@ pub struct AppClient {
     authority: Authority,
     protocol: AppProtocol,
     http1: Client<HttpConnector, Incoming>,
-    http2: Http2Endpoint<Incoming>,
+    http2: Http2Connection<Incoming>,
 }
 
 impl AppClient {
@@ -31,7 +31,7 @@ impl AppClient {
         addr: SocketAddr,
         protocol: AppProtocol,
         connect_timeout: Duration,
-        metrics: Arc<Registry>,
+        metrics: Arc<ProxyMetrics>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
@@ -47,7 +47,7 @@ impl AppClient {
                 .expect("a socket address is a valid authority"),
             protocol,
             http1,
-            http2: Http2Endpoint::new(addr, Transport::Plain, connect_timeout, metrics),
+            http2: Http2Connection::new(addr, Transport::Plain, connect_timeout, metrics),
         }
     }
 

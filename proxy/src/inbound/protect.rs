@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::error::{ErrorCode, ProxyError};
 use crate::resilience::adaptive::AimdLimit;
-use crate::resilience::bulkhead::{Admission, Bulkhead};
+use crate::resilience::concurrency_limit::{Admission, ConcurrencyLimit};
 use crate::resilience::rate_limit::TokenBucket;
 
 /// How long a request may wait for a slot under a fixed concurrency limit.
@@ -26,7 +26,7 @@ pub struct Protection {
 
 #[derive(Debug)]
 enum Limit {
-    Fixed(Bulkhead),
+    Fixed(ConcurrencyLimit),
     Adaptive {
         limit: Mutex<AimdLimit>,
         in_flight: AtomicU32,
@@ -74,7 +74,9 @@ impl Protection {
             .concurrency
             .as_ref()
             .and_then(|c| match (c.max, c.adaptive) {
-                (Some(max), _) => Some(Limit::Fixed(Bulkhead::new(max, max, QUEUE_TIMEOUT))),
+                (Some(max), _) => {
+                    Some(Limit::Fixed(ConcurrencyLimit::new(max, max, QUEUE_TIMEOUT)))
+                }
                 (None, Some(true)) => Some(Limit::Adaptive {
                     limit: Mutex::new(AimdLimit::new(20, 1, 10_000, now)),
                     in_flight: AtomicU32::new(0),

@@ -1,24 +1,24 @@
 //! One instance of a service, as the outbound side sees it: its pooled connection, the
-//! load the balancer reads, and its circuit breaker. Discovery keeps an endpoint that
-//! stays in the snapshot, so its connection, latency history and breaker state survive a
+//! load the balancer reads, and its circuit breaker. A target rebuilt for a changed config
+//! keeps an endpoint that stays, so its connection, latency history and breaker state survive a
 //! config change (a changed breaker config starts a fresh breaker).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hyper::client::conn::http2::SendRequest;
+use tokio::time::Instant;
 
 use crate::balance::{Balanced, Load};
 use crate::error::ProxyError;
-use crate::outbound::pool::Http2Endpoint;
 use crate::resilience::breaker::BreakerConfig;
 use crate::resilience::circuit::Circuit;
 use crate::resilience::replay::OutboundBody;
+use crate::transport::Http2Connection;
 
 pub struct Endpoint {
-    connection: Http2Endpoint<OutboundBody>,
+    connection: Http2Connection<OutboundBody>,
     load: Load,
     circuit: ArcSwap<Circuit>,
     breaker: ArcSwap<BreakerConfig>,
@@ -26,7 +26,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(
-        connection: Http2Endpoint<OutboundBody>,
+        connection: Http2Connection<OutboundBody>,
         circuit: Arc<Circuit>,
         breaker: BreakerConfig,
         now: Instant,

@@ -15,8 +15,8 @@ use tower::{Layer, Service};
 
 use super::{Picked, Try, TryError};
 use crate::balance::Balanced;
-use crate::discovery::{Pick, Target};
 use crate::error::{ErrorCode, ProxyError};
+use crate::outbound::{Pick, Target};
 
 #[derive(Clone)]
 pub struct Balance<'a, S> {
@@ -59,7 +59,7 @@ where
     }
 
     fn call(&mut self, req: Try) -> Self::Future {
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let endpoint = match self.target.pick(now, self.previous) {
             Pick::Endpoint(endpoint) => endpoint,
             Pick::NoEndpoints => {

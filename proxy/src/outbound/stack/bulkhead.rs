@@ -13,9 +13,9 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::{Try, TryError};
-use crate::discovery::Target;
 use crate::error::{ErrorCode, ProxyError};
-use crate::resilience::bulkhead::{Admission, Rejected};
+use crate::outbound::Target;
+use crate::resilience::concurrency_limit::{Admission, Rejected};
 use crate::resilience::counters::ResilienceCounters;
 
 /// Waiting in the bulkhead's queue (boxed: only when no slot is free at once).

@@ -42,14 +42,14 @@ impl<'a> Service<Picked<'a>> for Connection {
                     .sender()
                     .await
                     .map_err(|e| TryError::new(e, Some(TryOutcome::ConnectFailure)))?;
-                in_flight.dispatched(std::time::Instant::now());
+                in_flight.dispatched(tokio::time::Instant::now());
                 sender
                     .send_request(request)
                     .await
                     .map_err(|e| send_error(endpoint.addr(), &e))
             }
             .await;
-            in_flight.finish(sent.is_ok(), std::time::Instant::now());
+            in_flight.finish(sent.is_ok(), tokio::time::Instant::now());
             sent
         })
     }

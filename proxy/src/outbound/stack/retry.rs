@@ -15,8 +15,8 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::{Routed, Try, TryError};
 use crate::backoff::Backoff;
-use crate::discovery::Target;
 use crate::error::ProxyError;
+use crate::outbound::Target;
 use crate::outbound::request::copy_head;
 use crate::resilience::counters::ResilienceCounters;
 use crate::resilience::deadline;

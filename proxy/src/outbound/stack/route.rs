@@ -17,8 +17,8 @@ use tower::{Layer, Service};
 
 use super::retry::RETRY_ATTEMPT_HEADER;
 use super::{AppRequest, Routed};
-use crate::discovery::Target;
 use crate::error::{ErrorCode, ProxyError};
+use crate::outbound::Target;
 use crate::outbound::request::prepare;
 use crate::resilience::deadline;
 use crate::resilience::policy::RoutePolicy;

@@ -5,14 +5,17 @@
 
 mod accept;
 mod app;
+mod policy;
 mod protect;
 
-pub use protect::Protection;
+pub use policy::{InboundPolicy, InboundPolicyCell};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
@@ -28,11 +31,10 @@ use tokio_rustls::TlsAcceptor;
 pub use app::AppClient;
 
 use self::accept::{Accepted, Caller, accept};
-use crate::authz::ServerPolicyCell;
 use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
-use crate::metrics::{Registry, ServiceMetrics};
+use crate::metrics::{ProxyMetrics, ServiceMetrics};
 use crate::resilience::deadline;
 use crate::serve::{Drain, accept_loop, http_builder};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
@@ -40,19 +42,19 @@ use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 pub struct Inbound {
     tls: TlsAcceptor,
     /// The ServerPolicy: mTLS mode (read per connection) and authorization (per request).
-    policy: Arc<ServerPolicyCell>,
+    policy: Arc<InboundPolicyCell>,
     app: Option<AppClient>,
     metrics: Arc<ServiceMetrics>,
-    registry: Arc<Registry>,
+    registry: Arc<ProxyMetrics>,
 }
 
 impl Inbound {
     pub fn new(
         identity: &Identity,
-        policy: Arc<ServerPolicyCell>,
+        policy: Arc<InboundPolicyCell>,
         app: Option<AppClient>,
         metrics: Arc<ServiceMetrics>,
-        registry: Arc<Registry>,
+        registry: Arc<ProxyMetrics>,
     ) -> Result<Arc<Self>, crate::Error> {
         let clients = ClientIdVerifier::required(identity.bundle.clone(), &identity.trust_domain);
         let config = server_config(identity.certs.clone(), clients, &[b"h2", b"http/1.1"])?;

@@ -1,5 +1,5 @@
-//! One multiplexed HTTP/2 connection per endpoint, made on first use and remade when it
-//! closes. Requests take a clone of the ready sender without locking; only the request
+//! One multiplexed HTTP/2 connection to one address (a peer sidecar, or an app that
+//! speaks HTTP/2), made on first use and remade when it closes. Requests take a clone of the ready sender without locking; only the request
 //! that finds no live connection waits on the connect, and requests arriving meanwhile
 //! wait for that same connect instead of starting their own.
 
@@ -7,33 +7,39 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use outrigger_certs::{SpiffeId, check_peer_id};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::error::{ErrorCode, ProxyError};
-use crate::metrics::Registry;
+use crate::metrics::ProxyMetrics;
 
-/// How a connection to the endpoint is made.
+/// How a connection to the address is made.
 #[derive(Clone)]
 pub enum Transport {
     /// To the local app (HTTP/2 prior knowledge).
     Plain,
-    /// To a peer sidecar: mTLS, with the peer's identity checked by the config's verifier.
-    Tls(Arc<ClientConfig>),
+    /// To a peer sidecar: mTLS with the proxy's shared client config (which checks the
+    /// chain and the trust domain), then the peer's identity must be `expected`.
+    Mesh {
+        config: Arc<ClientConfig>,
+        expected: SpiffeId,
+    },
 }
 
-pub struct Http2Endpoint<B> {
+pub struct Http2Connection<B> {
     addr: SocketAddr,
     transport: Transport,
     connect_timeout: Duration,
-    metrics: Arc<Registry>,
+    metrics: Arc<ProxyMetrics>,
     current: Arc<ArcSwapOption<SendRequest<B>>>,
     connecting: tokio::sync::Mutex<()>,
     /// A connection unused this long leaves the pool (and closes once its last stream ends).
@@ -44,7 +50,7 @@ pub struct Http2Endpoint<B> {
 }
 
 /// `B` is the request body type: the app's own bodies inbound, replayable ones outbound.
-impl<B> Http2Endpoint<B>
+impl<B> Http2Connection<B>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -53,9 +59,9 @@ where
         addr: SocketAddr,
         transport: Transport,
         connect_timeout: Duration,
-        metrics: Arc<Registry>,
+        metrics: Arc<ProxyMetrics>,
     ) -> Self {
-        Http2Endpoint {
+        Http2Connection {
             addr,
             transport,
             connect_timeout,
@@ -130,7 +136,7 @@ where
         let _ = tcp.set_nodelay(true);
         match &self.transport {
             Transport::Plain => handshake(TokioIo::new(tcp), addr).await,
-            Transport::Tls(config) => {
+            Transport::Mesh { config, expected } => {
                 let connecting = TlsConnector::from(config.clone())
                     .connect(ServerName::IpAddress(addr.ip().into()), tcp);
                 let tls = tokio::time::timeout(self.connect_timeout, connecting)
@@ -148,6 +154,17 @@ where
                                 format!("TLS with {addr}: {}", crate::tls_io_error(&e)),
                             )
                         })
+                    })
+                    .and_then(|tls| {
+                        // The chain was verified in the handshake; the identity is
+                        // checked here, as the client config is shared by all services.
+                        match check_peer_id(tls.get_ref().1.peer_certificates(), expected) {
+                            Ok(()) => Ok(tls),
+                            Err(refused) => Err(ProxyError::new(
+                                ErrorCode::TlsFailed,
+                                format!("TLS with {addr}: {refused}"),
+                            )),
+                        }
                     });
                 match tls {
                     Ok(tls) => {
@@ -244,11 +261,11 @@ mod tests {
     #[tokio::test]
     async fn reuses_one_connection_and_lets_an_idle_one_go() {
         let addr = h2_server().await;
-        let endpoint: Http2Endpoint<Empty<bytes::Bytes>> = Http2Endpoint::new(
+        let endpoint: Http2Connection<Empty<bytes::Bytes>> = Http2Connection::new(
             addr,
             Transport::Plain,
             Duration::from_secs(1),
-            Registry::new(),
+            ProxyMetrics::new(),
         )
         .with_idle_timeout(Some(Duration::from_millis(50)));
         let mut first = endpoint.sender().await.unwrap();

@@ -1,9 +1,7 @@
-//! The proxy's workload identity: its key (made here, never sent anywhere), its
-//! certificate from the control plane, and renewal at 70% of the certificate's life.
-//! The certificate sits in a `CertStore` that every TLS config reads at handshake time, so
-//! a renewal changes what new handshakes present and closes no connection.
-
-mod renew;
+//! The proxy's workload identity: its certificate (obtained and renewed by
+//! `control::certify`) and the mesh's trust anchors. The certificate sits in a
+//! `CertStore` that every TLS config reads at handshake time, so a renewal changes what
+//! new handshakes present and closes no connection.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
@@ -11,9 +9,7 @@ use std::sync::{Arc, OnceLock};
 use outrigger_certs::{CertStore, SpiffeId, TrustBundle};
 use tokio::sync::watch;
 
-use crate::metrics::Registry;
-
-pub use renew::certify;
+use crate::metrics::ProxyMetrics;
 
 /// What the proxy knows about itself.
 pub struct Identity {
@@ -24,11 +20,15 @@ pub struct Identity {
     id: OnceLock<SpiffeId>,
     /// `notAfter` of the current certificate (Unix seconds); 0 until the first one.
     expiry: watch::Sender<i64>,
-    metrics: Arc<Registry>,
+    metrics: Arc<ProxyMetrics>,
 }
 
 impl Identity {
-    pub fn new(bundle: Arc<TrustBundle>, trust_domain: &str, metrics: Arc<Registry>) -> Arc<Self> {
+    pub fn new(
+        bundle: Arc<TrustBundle>,
+        trust_domain: &str,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Identity {
             certs: CertStore::new(),
             bundle,
@@ -60,7 +60,7 @@ impl Identity {
     }
 
     /// Installs a newly issued certificate.
-    fn install(
+    pub(crate) fn install(
         &self,
         id: SpiffeId,
         key: Arc<rustls::sign::CertifiedKey>,

@@ -6,8 +6,8 @@
 pub mod adaptive;
 pub mod breaker;
 pub mod budget;
-pub mod bulkhead;
 pub mod circuit;
+pub mod concurrency_limit;
 pub mod counters;
 pub mod deadline;
 pub mod policy;

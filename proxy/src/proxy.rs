@@ -1,6 +1,6 @@
 //! Putting the proxy together: read the start-up files, bind the three listeners (so that
-//! a port in use fails at once, by name), then run identity, discovery and the servers
-//! until shutdown, and drain.
+//! a port in use fails at once, by name), then run the certificate, the watch of the
+//! mesh, the heartbeats and the servers until shutdown, and drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,14 +12,15 @@ use tokio::net::TcpListener;
 use crate::Error;
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::control::{ControlPlaneClient, register, watch};
-use crate::discovery::Discovery;
+use crate::control::{ControlPlaneClient, certify, register, watch};
 use crate::health::{self, HealthCheck};
-use crate::identity::{Identity, certify};
+use crate::identity::Identity;
 use crate::inbound::{AppClient, Inbound};
-use crate::metrics::{Direction, Registry};
-use crate::outbound::Outbound;
+use crate::mesh::MeshState;
+use crate::metrics::{Direction, ProxyMetrics};
+use crate::outbound::{Outbound, TargetContext, Targets};
 use crate::serve::{bind, drain};
+use crate::transport::mesh_client_config;
 
 /// A proxy whose listeners are bound, ready to run.
 pub struct Proxy {
@@ -80,7 +81,7 @@ impl Proxy {
     /// finish (up to the grace period).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let config = self.config;
-        let metrics = Registry::new();
+        let metrics = ProxyMetrics::new();
         let identity = Identity::new(self.bundle, &config.trust_domain, metrics.clone());
         let cp = Arc::new(ControlPlaneClient::new(
             config.control_plane_authority(),
@@ -88,7 +89,16 @@ impl Proxy {
             identity.bundle.clone(),
             identity.certs.clone(),
         )?);
-        let discovery = Discovery::new(identity.clone(), metrics.clone(), config.connect_timeout);
+        let mesh = MeshState::new(identity.clone(), metrics.clone());
+        let targets = Targets::new(
+            TargetContext {
+                tls: mesh_client_config(&identity)?,
+                metrics: metrics.clone(),
+                connect_timeout: config.connect_timeout,
+            },
+            mesh.clone(),
+            config.target_idle_timeout,
+        );
         let service_label = config.service.clone().unwrap_or_else(|| "app".to_string());
         let app = config.app_addr.map(|addr| {
             AppClient::new(
@@ -100,15 +110,16 @@ impl Proxy {
         });
         let inbound = Inbound::new(
             &identity,
-            discovery.server_policy(),
+            mesh.inbound_policy(),
             app,
             metrics.service(Direction::Inbound, &service_label),
             metrics.clone(),
         )?;
-        let outbound = Outbound::new(discovery.clone(), &metrics);
+        let outbound = Outbound::new(mesh.clone(), targets.clone(), &metrics);
         let admin = Arc::new(Admin {
             identity: identity.clone(),
-            discovery: discovery.clone(),
+            mesh: mesh.clone(),
+            targets: targets.clone(),
             metrics: metrics.clone(),
         });
 
@@ -121,7 +132,7 @@ impl Proxy {
         );
         let (signal, drain) = drain();
         let proxy_id = register::proxy_id();
-        let (applied_tx, applied_rx) = tokio::sync::watch::channel(0u64);
+        let applied = mesh.subscribe();
         // Without a health check, the app counts as healthy while the proxy runs.
         let (healthy_tx, healthy_rx) = tokio::sync::watch::channel(config.app_health.is_none());
         let mut background = vec![
@@ -129,13 +140,13 @@ impl Proxy {
             tokio::spawn(watch::follow(
                 cp.clone(),
                 identity.clone(),
-                discovery,
+                mesh,
                 watch::Watcher {
                     proxy_id: proxy_id.clone(),
                     service: config.service.clone(),
                 },
-                applied_tx,
             )),
+            tokio::spawn(targets.evict_idle_forever()),
         ];
         if let (Some(path), Some(app)) = (&config.app_health, config.app_addr) {
             background.push(tokio::spawn(health::check_app(
@@ -167,7 +178,7 @@ impl Proxy {
                 interval: config.heartbeat_interval,
             },
             healthy_rx,
-            applied_rx,
+            applied,
             drain.clone(),
         ));
         let grace = config.shutdown_grace;

@@ -3,30 +3,15 @@
 //! retried with backoff while the current certificate stays in use.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::Method;
 use outrigger_api::{CertificateRequest, CertificateResponse};
-use outrigger_certs::{WorkloadKey, certs_from_pem, spiffe_id_of};
+use outrigger_certs::{WorkloadKey, certs_from_pem, renew_after, spiffe_id_of, unix_now};
 
-use super::Identity;
+use super::ControlPlaneClient;
 use crate::backoff::Backoff;
-use crate::control::ControlPlaneClient;
-
-/// Renew when this share of the certificate's life has passed.
-const RENEW_AT: f64 = 0.7;
-
-/// How long to wait before renewing a certificate that expires at `not_after` (Unix
-/// seconds), received at `now`. Measured from receipt, not from `notBefore`: the CA
-/// backdates `notBefore` for clock skew, which would make short-lived certificates look
-/// mostly spent already.
-pub fn renew_delay(not_after: i64, now: SystemTime) -> Duration {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    Duration::from_secs_f64(((not_after as f64 - now) * RENEW_AT).max(0.0))
-}
+use crate::identity::Identity;
 
 /// Keeps a valid certificate installed for as long as the proxy runs.
 pub async fn certify(cp: Arc<ControlPlaneClient>, identity: Arc<Identity>, token: String) {
@@ -38,7 +23,7 @@ pub async fn certify(cp: Arc<ControlPlaneClient>, identity: Arc<Identity>, token
         match issue(&cp, &identity, &token, mutual).await {
             Ok(not_after) => {
                 backoff.reset();
-                let delay = renew_delay(not_after, SystemTime::now());
+                let delay = renew_after(not_after, unix_now());
                 tracing::info!(
                     identity = %identity.id().map(|id| id.as_str()).unwrap_or("?"),
                     expires_in = ?Duration::from_secs((not_after - now).max(0) as u64),
@@ -86,25 +71,4 @@ async fn issue(
     let certified = key.certified_key(chain).map_err(|e| e.to_string())?;
     identity.install(id, certified, not_after)?;
     Ok(not_after)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renews_at_seventy_percent_of_the_remaining_life() {
-        let received = UNIX_EPOCH + Duration::from_secs(1_000);
-        assert_eq!(renew_delay(1_100, received), Duration::from_secs(70));
-        assert_eq!(renew_delay(1_010, received), Duration::from_secs(7));
-        // Already expired: at once.
-        assert_eq!(renew_delay(900, received), Duration::ZERO);
-    }
 }

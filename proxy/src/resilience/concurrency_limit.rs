@@ -1,7 +1,7 @@
-//! A bulkhead: at most `max_concurrent` requests in flight, at most `max_pending` more
-//! waiting (each at most `queue_timeout`); anything beyond is refused at once, without
-//! touching the upstream. One per destination service, so a slow service fills only its
-//! own.
+//! A concurrency limit: at most `max_concurrent` requests in flight, at most `max_pending`
+//! more waiting (each at most `queue_timeout`); anything beyond is refused at once. The
+//! outbound bulkhead (one per destination service, so that a slow service fills only its
+//! own) and the inbound fixed concurrency limit are both made of it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,7 +18,7 @@ pub enum Rejected {
 }
 
 #[derive(Debug)]
-pub struct Bulkhead {
+pub struct ConcurrencyLimit {
     permits: Arc<Semaphore>,
     pending: AtomicU32,
     max_pending: u32,
@@ -28,9 +28,9 @@ pub struct Bulkhead {
 /// Held while the request is in flight.
 pub type Admission = OwnedSemaphorePermit;
 
-impl Bulkhead {
+impl ConcurrencyLimit {
     pub fn new(max_concurrent: u32, max_pending: u32, queue_timeout: Duration) -> Self {
-        Bulkhead {
+        ConcurrencyLimit {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1) as usize)),
             pending: AtomicU32::new(0),
             max_pending,
@@ -38,7 +38,7 @@ impl Bulkhead {
         }
     }
 
-    /// Admits at once if a slot is free: [`Bulkhead::admit`] without the queue.
+    /// Admits at once if a slot is free: [`ConcurrencyLimit::admit`] without the queue.
     pub fn try_admit(&self) -> Option<Admission> {
         self.permits.clone().try_acquire_owned().ok()
     }
@@ -69,7 +69,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn admits_queues_then_refuses() {
-        let bulkhead = Arc::new(Bulkhead::new(2, 1, Duration::from_secs(1)));
+        let bulkhead = Arc::new(ConcurrencyLimit::new(2, 1, Duration::from_secs(1)));
         let a = bulkhead.admit().await.unwrap();
         let _b = bulkhead.admit().await.unwrap();
         // Third waits in the queue; fourth is refused at once.
@@ -86,7 +86,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_queue_times_out() {
-        let bulkhead = Arc::new(Bulkhead::new(1, 5, Duration::from_millis(200)));
+        let bulkhead = Arc::new(ConcurrencyLimit::new(1, 5, Duration::from_millis(200)));
         let _held = bulkhead.admit().await.unwrap();
         let started = tokio::time::Instant::now();
         assert_eq!(bulkhead.admit().await.unwrap_err(), Rejected::QueueTimeout);

@@ -1,4 +1,4 @@
-//! Breaker accounting: each try's outcome goes to its endpoint's circuit (a response
+//! RecordOutcome accounting: each try's outcome goes to its endpoint's circuit (a response
 //! below 500 is healthy; a 5xx, a failed connect or send, or a per-try timeout is not).
 //! Off the request path: `record` only queues the outcome for the breaker's task. A try
 //! abandoned for another reason (the whole-request deadline, the caller gone) says
@@ -18,27 +18,27 @@ use super::{Picked, TryError};
 use crate::outbound::endpoint::Endpoint;
 
 #[derive(Clone)]
-pub struct Breaker<S> {
+pub struct RecordOutcome<S> {
     inner: S,
 }
 
-pub struct BreakerLayer;
+pub struct RecordOutcomeLayer;
 
-impl Breaker<()> {
-    pub fn layer() -> BreakerLayer {
-        BreakerLayer
+impl RecordOutcome<()> {
+    pub fn layer() -> RecordOutcomeLayer {
+        RecordOutcomeLayer
     }
 }
 
-impl<S> Layer<S> for BreakerLayer {
-    type Service = Breaker<S>;
+impl<S> Layer<S> for RecordOutcomeLayer {
+    type Service = RecordOutcome<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Breaker { inner }
+        RecordOutcome { inner }
     }
 }
 
-impl<'a, S> Service<Picked<'a>> for Breaker<S>
+impl<'a, S> Service<Picked<'a>> for RecordOutcome<S>
 where
     S: Service<Picked<'a>, Response = Response<Incoming>, Error = TryError>,
 {

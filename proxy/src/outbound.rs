@@ -1,14 +1,18 @@
 //! The outbound side: plain HTTP/1.1 or HTTP/2 from the local app, routed by authority to
-//! a service, balanced over its endpoints, sent over a pooled mTLS HTTP/2 connection.
+//! a service of the mesh table, whose runtime state is built on first use, balanced over
+//! its endpoints, sent over a pooled mTLS HTTP/2 connection.
 
-pub mod endpoint;
-pub mod pool;
+mod endpoint;
 mod request;
 mod stack;
+mod target;
+mod targets;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
@@ -19,21 +23,26 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::body::ProxyBody;
-use crate::discovery::Discovery;
 use crate::error::{ErrorCode, ProxyError};
-use crate::metrics::{Direction, Registry, ServiceMetrics};
+use crate::mesh::MeshState;
+use crate::metrics::{Direction, ProxyMetrics, ServiceMetrics};
 use crate::serve::{Drain, accept_loop, http_builder};
 
+pub use target::{Pick, Target, TargetContext};
+pub use targets::Targets;
+
 pub struct Outbound {
-    discovery: Arc<Discovery>,
+    mesh: Arc<MeshState>,
+    targets: Arc<Targets>,
     /// Requests for no known service are counted here, resolved once.
     unknown: Arc<ServiceMetrics>,
 }
 
 impl Outbound {
-    pub fn new(discovery: Arc<Discovery>, metrics: &Registry) -> Arc<Self> {
+    pub fn new(mesh: Arc<MeshState>, targets: Arc<Targets>, metrics: &ProxyMetrics) -> Arc<Self> {
         Arc::new(Outbound {
-            discovery,
+            mesh,
+            targets,
             unknown: metrics.service(Direction::Outbound, "unknown"),
         })
     }
@@ -72,8 +81,8 @@ impl Outbound {
             self.unknown.record_error(error.code, start.elapsed());
             return error.into_response("");
         };
-        let table = self.discovery.table();
-        let Some(target) = table.lookup(authority.host()).cloned() else {
+        let table = self.mesh.table();
+        let Some(entry) = table.lookup(authority.host()) else {
             let error = ProxyError::new(
                 ErrorCode::UnknownService,
                 format!("no MeshService matches {:?}", authority.host()),
@@ -81,6 +90,7 @@ impl Outbound {
             self.unknown.record_error(error.code, start.elapsed());
             return error.into_response(authority.host());
         };
+        let target = self.targets.get(entry, start);
         drop(table);
         let metrics = &target.metrics;
         let _inflight = metrics.start();

@@ -4,7 +4,7 @@ use outrigger_api::{
     ServerPolicySpec,
 };
 
-use super::ServerPolicy;
+use super::InboundPolicy;
 
 const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
 const MONITOR: &str = "spiffe://cluster.local/ns/ops/sa/monitor";
@@ -25,15 +25,15 @@ fn policy(
     mtls: MtlsMode,
     default: AuthorizationDefault,
     rules: Vec<AuthorizationRule>,
-) -> ServerPolicy {
-    ServerPolicy::compile(Some(&ServerPolicySpec {
+) -> InboundPolicy {
+    InboundPolicy::compile(Some(&ServerPolicySpec {
         mtls,
         authorization: Some(Authorization { default, rules }),
         ..ServerPolicySpec::default()
     }))
 }
 
-fn shop_policy() -> ServerPolicy {
+fn shop_policy() -> InboundPolicy {
     policy(
         MtlsMode::Strict,
         AuthorizationDefault::Deny,
@@ -47,8 +47,8 @@ fn shop_policy() -> ServerPolicy {
 #[test]
 fn no_policy_allows_any_authenticated_caller_only() {
     for policy in [
-        ServerPolicy::compile(None),
-        ServerPolicy::compile(Some(&ServerPolicySpec {
+        InboundPolicy::compile(None),
+        InboundPolicy::compile(Some(&ServerPolicySpec {
             mtls: MtlsMode::Permissive,
             ..ServerPolicySpec::default()
         })),
@@ -61,7 +61,7 @@ fn no_policy_allows_any_authenticated_caller_only() {
                 .contains("unauthenticated")
         );
     }
-    assert!(!ServerPolicy::compile(None).permissive());
+    assert!(!InboundPolicy::compile(None).permissive());
 }
 
 #[test]
@@ -113,6 +113,6 @@ fn the_spec_is_kept_to_detect_changes() {
         mtls: MtlsMode::Permissive,
         ..ServerPolicySpec::default()
     };
-    assert_eq!(ServerPolicy::compile(Some(&spec)).spec(), Some(&spec));
-    assert_eq!(ServerPolicy::compile(None).spec(), None);
+    assert_eq!(InboundPolicy::compile(Some(&spec)).spec(), Some(&spec));
+    assert_eq!(InboundPolicy::compile(None).spec(), None);
 }

@@ -1,7 +1,8 @@
-//! Authorization on the inbound side, from the snapshot's ServerPolicy: which callers
+//! Authorization on the inbound side, from the snapshot's InboundPolicy: which callers
 //! (mTLS identities, or unauthenticated plaintext callers in permissive mode) may make
-//! which requests. Compiled once per snapshot into a [`ServerPolicy`] that the inbound
+//! which requests. Compiled once per snapshot into a [`InboundPolicy`] that the inbound
 //! side reads once per connection (the mTLS mode) and once per request (the rules).
+//! The rate and concurrency limits of the same InboundPolicy ride along (`protect.rs`).
 //!
 //! Semantics (DESIGN.md): no policy, or no `authorization`, allows any identity of the
 //! trust domain (the TLS verifier has already checked the domain). Otherwise the first
@@ -12,37 +13,37 @@
 mod explain;
 mod glob;
 
-use crate::inbound::Protection;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::Method;
 use outrigger_api::{AuthorizationDefault, MtlsMode, ServerPolicySpec};
 
+use super::protect::Protection;
 use crate::request_match::RequestMatcher;
 
 use glob::IdGlob;
 
-/// The ServerPolicy in force, replaced whole by each snapshot.
-pub struct ServerPolicyCell(ArcSwap<ServerPolicy>);
+/// The InboundPolicy in force, replaced whole by each snapshot.
+pub struct InboundPolicyCell(ArcSwap<InboundPolicy>);
 
-impl Default for ServerPolicyCell {
+impl Default for InboundPolicyCell {
     fn default() -> Self {
-        ServerPolicyCell(ArcSwap::from_pointee(ServerPolicy::compile(None)))
+        InboundPolicyCell(ArcSwap::from_pointee(InboundPolicy::compile(None)))
     }
 }
 
-impl ServerPolicyCell {
-    pub fn load(&self) -> arc_swap::Guard<Arc<ServerPolicy>> {
+impl InboundPolicyCell {
+    pub fn load(&self) -> arc_swap::Guard<Arc<InboundPolicy>> {
         self.0.load()
     }
 
     /// An owned handle, for holding across awaits (a guard should not be).
-    pub fn load_full(&self) -> Arc<ServerPolicy> {
+    pub fn load_full(&self) -> Arc<InboundPolicy> {
         self.0.load_full()
     }
 
-    pub fn store(&self, policy: ServerPolicy) {
+    pub fn store(&self, policy: InboundPolicy) {
         tracing::info!(
             mtls = ?policy.mtls,
             rules = policy.authorization.as_ref().map_or(0, |a| a.rules.len()),
@@ -53,8 +54,8 @@ impl ServerPolicyCell {
     }
 }
 
-/// A ServerPolicy compiled for checking requests.
-pub struct ServerPolicy {
+/// A InboundPolicy compiled for checking requests.
+pub struct InboundPolicy {
     /// What it was compiled from, to tell whether a snapshot changes it.
     spec: Option<ServerPolicySpec>,
     mtls: MtlsMode,
@@ -80,7 +81,7 @@ impl Rule {
     }
 }
 
-impl ServerPolicy {
+impl InboundPolicy {
     pub fn compile(spec: Option<&ServerPolicySpec>) -> Self {
         let authorization = spec.and_then(|s| s.authorization.as_ref()).map(|a| Rules {
             default: a.default,
@@ -97,7 +98,7 @@ impl ServerPolicy {
                 })
                 .collect(),
         });
-        ServerPolicy {
+        InboundPolicy {
             spec: spec.cloned(),
             mtls: spec.map(|s| s.mtls).unwrap_or_default(),
             authorization,
@@ -132,7 +133,7 @@ impl ServerPolicy {
         authorization.default == AuthorizationDefault::Allow
     }
 
-    /// Why a request [`ServerPolicy::allows`] refused was refused, for the log: the rule
+    /// Why a request [`InboundPolicy::allows`] refused was refused, for the log: the rule
     /// that came closest, or that none matched the caller. Only called on a denial.
     pub fn explain_denial(&self, caller: Option<&str>, method: &Method, path: &str) -> String {
         explain::denial(self, caller, method, path)

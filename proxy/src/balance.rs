@@ -9,7 +9,7 @@ mod load;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use outrigger_api::LoadBalancer;
 

@@ -4,11 +4,11 @@
 //! request types below carry what the layers above decided to the layers below.
 
 mod balance;
-mod breaker;
 mod bulkhead;
 mod cutoff;
 mod deadline;
 mod endpoint;
+mod outcome;
 mod per_try_timeout;
 mod retry;
 mod route;
@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use tower::{Service, ServiceBuilder};
 
 use crate::balance::InFlight;
-use crate::discovery::Target;
 use crate::error::ProxyError;
+use crate::outbound::Target;
 use crate::outbound::endpoint::Endpoint;
 use crate::resilience::policy::RoutePolicy;
 use crate::resilience::replay::OutboundBody;
@@ -99,6 +99,6 @@ pub fn stack(
         .layer(bulkhead::Bulkhead::layer(target))
         .layer(balance::Balance::layer(target))
         .layer(per_try_timeout::PerTryTimeout::layer())
-        .layer(breaker::Breaker::layer())
+        .layer(outcome::RecordOutcome::layer())
         .service(endpoint::Connection)
 }

@@ -4,10 +4,10 @@
 
 use http::Method;
 
-use super::{Rule, ServerPolicy};
+use super::{InboundPolicy, Rule};
 
 pub(super) fn denial(
-    policy: &ServerPolicy,
+    policy: &InboundPolicy,
     caller: Option<&str>,
     method: &Method,
     path: &str,

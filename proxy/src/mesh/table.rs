@@ -1,0 +1,297 @@
+//! The compact table of the mesh: one small entry per service (names, identity, protocol,
+//! endpoint addresses, and its TrafficPolicy kept as JSON text), indexed by the names an
+//! app may use for it. Nothing in it grows with traffic, and nothing is built per service
+//! until the service is called: at 10,000 services the table is a few megabytes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use outrigger_api::{Protocol, ServiceRef, ServiceView, TrafficPolicySpec};
+use outrigger_certs::SpiffeId;
+
+/// Suffixes of a Kubernetes-style service name that say nothing about which service.
+const CLUSTER_SUFFIXES: [&str; 2] = [".svc.cluster.local", ".svc"];
+
+/// One service of the mesh, as the control plane describes it.
+#[derive(Debug, PartialEq)]
+pub struct ServiceEntry {
+    /// `name.namespace`: the key of the table, and of the service's runtime state.
+    key: Box<str>,
+    /// Where the name ends in `key`.
+    name_len: usize,
+    pub identity: SpiffeId,
+    pub protocol: Protocol,
+    pub endpoints: Box<[SocketAddr]>,
+    /// The TrafficPolicy as compact JSON, parsed when the service is first called: the
+    /// parsed form is several times larger, and most services are never called.
+    policy: Option<Box<str>>,
+}
+
+impl ServiceEntry {
+    /// The entry for a service as the control plane sent it.
+    pub fn from_view(view: &ServiceView) -> Result<Self, String> {
+        let identity: SpiffeId = view
+            .identity
+            .parse()
+            .map_err(|e| format!("identity: {e}"))?;
+        let endpoints = view
+            .endpoints
+            .iter()
+            .map(|e| {
+                e.address
+                    .parse::<SocketAddr>()
+                    .map_err(|_| format!("endpoint {:?} is not ip:port", e.address))
+            })
+            .collect::<Result<Box<[_]>, _>>()?;
+        let policy = match &view.traffic_policy {
+            Some(spec) => Some(
+                serde_json::to_string(spec)
+                    .map_err(|e| format!("trafficPolicy: {e}"))?
+                    .into_boxed_str(),
+            ),
+            None => None,
+        };
+        Ok(ServiceEntry {
+            key: format!("{}.{}", view.name, view.namespace).into_boxed_str(),
+            name_len: view.name.len(),
+            identity,
+            protocol: view.protocol,
+            endpoints,
+            policy,
+        })
+    }
+
+    /// `name.namespace`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn name(&self) -> &str {
+        &self.key[..self.name_len]
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.key[self.name_len + 1..]
+    }
+
+    /// The service's TrafficPolicy (`None`: DESIGN.md's defaults). Parsed on each call:
+    /// the caller builds the service's runtime state from it once.
+    pub fn traffic_policy(&self) -> Option<TrafficPolicySpec> {
+        let json = self.policy.as_deref()?;
+        match serde_json::from_str(json) {
+            Ok(spec) => Some(spec),
+            Err(error) => {
+                // It was serialized by this process from a parsed spec.
+                tracing::error!(service = self.key(), %error, "stored TrafficPolicy unreadable; using defaults");
+                None
+            }
+        }
+    }
+}
+
+/// Every service of the mesh at one config version. Replaced whole on each change (the
+/// entries are shared between versions, so a change copies only the indexes).
+#[derive(Clone, Debug, Default)]
+pub struct MeshTable {
+    /// `name.namespace` → entry.
+    services: HashMap<Box<str>, Arc<ServiceEntry>>,
+    /// A bare name: the service of that name in our own namespace, else the only one.
+    bare: HashMap<Box<str>, Arc<ServiceEntry>>,
+}
+
+impl MeshTable {
+    /// A table of `views`; a view that cannot be read is skipped with a warning.
+    pub fn from_views(views: &[ServiceView], own_namespace: Option<&str>) -> Self {
+        let mut table = MeshTable::default();
+        table.upsert(views);
+        table.index_bare_names(own_namespace);
+        table
+    }
+
+    /// The table with `upserted` added or replaced and `removed` taken out.
+    pub fn changed(
+        &self,
+        upserted: &[ServiceView],
+        removed: &[ServiceRef],
+        own_namespace: Option<&str>,
+    ) -> Self {
+        let mut table = MeshTable {
+            services: self.services.clone(),
+            bare: HashMap::new(),
+        };
+        for gone in removed {
+            table
+                .services
+                .remove(format!("{}.{}", gone.name, gone.namespace).as_str());
+        }
+        table.upsert(upserted);
+        table.index_bare_names(own_namespace);
+        table
+    }
+
+    fn upsert(&mut self, views: &[ServiceView]) {
+        for view in views {
+            match ServiceEntry::from_view(view) {
+                Ok(entry) => {
+                    let entry = Arc::new(entry);
+                    self.services.insert(entry.key.clone(), entry);
+                }
+                Err(error) => tracing::warn!(
+                    service = %format_args!("{}.{}", view.name, view.namespace),
+                    %error,
+                    "skipping service"
+                ),
+            }
+        }
+    }
+
+    fn index_bare_names(&mut self, own_namespace: Option<&str>) {
+        let mut bare: HashMap<Box<str>, (Arc<ServiceEntry>, usize)> = HashMap::new();
+        for entry in self.services.values() {
+            let ours = Some(entry.namespace()) == own_namespace;
+            bare.entry(entry.name().into())
+                .and_modify(|(chosen, count)| {
+                    *count += 1;
+                    if ours {
+                        *chosen = entry.clone();
+                    }
+                })
+                .or_insert_with(|| (entry.clone(), 1));
+        }
+        self.bare = bare
+            .into_iter()
+            .filter(|(_, (entry, count))| *count == 1 || Some(entry.namespace()) == own_namespace)
+            .map(|(name, (entry, _))| (name, entry))
+            .collect();
+    }
+
+    /// The service for a request's host: `name`, `name.namespace`, `name.namespace.svc` or
+    /// `name.namespace.svc.cluster.local`, in any letter case, without the port.
+    pub fn lookup(&self, host: &str) -> Option<&Arc<ServiceEntry>> {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.lookup_lowercase(&host.to_ascii_lowercase());
+        }
+        self.lookup_lowercase(host)
+    }
+
+    fn lookup_lowercase(&self, host: &str) -> Option<&Arc<ServiceEntry>> {
+        let host = CLUSTER_SUFFIXES
+            .iter()
+            .find_map(|suffix| host.strip_suffix(suffix))
+            .unwrap_or(host);
+        if host.contains('.') {
+            self.services.get(host)
+        } else {
+            self.bare.get(host)
+        }
+    }
+
+    /// The entry of `name.namespace`.
+    pub fn get(&self, key: &str) -> Option<&Arc<ServiceEntry>> {
+        self.services.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<ServiceEntry>> {
+        self.services.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outrigger_api::EndpointView;
+
+    use super::*;
+
+    fn view(name: &str, namespace: &str) -> ServiceView {
+        ServiceView {
+            name: name.into(),
+            namespace: namespace.into(),
+            identity: format!("spiffe://cluster.local/ns/{namespace}/sa/{name}"),
+            protocol: Protocol::Http,
+            endpoints: vec![EndpointView {
+                address: "127.0.0.1:4143".into(),
+            }],
+            traffic_policy: None,
+        }
+    }
+
+    #[test]
+    fn names_an_app_may_use_find_the_service() {
+        let table = MeshTable::from_views(&[view("payments", "shop")], Some("web"));
+        for host in [
+            "payments",
+            "payments.shop",
+            "payments.shop.svc",
+            "payments.shop.svc.cluster.local",
+            "Payments.SHOP.svc.cluster.local",
+        ] {
+            let entry = table.lookup(host).unwrap_or_else(|| panic!("{host}"));
+            assert_eq!((entry.name(), entry.namespace()), ("payments", "shop"));
+        }
+        assert!(table.lookup("payments.other").is_none());
+        assert!(table.lookup("orders").is_none());
+    }
+
+    #[test]
+    fn a_bare_name_is_our_namespace_first_and_never_a_guess() {
+        let views = [view("db", "shop"), view("db", "web"), view("cache", "ops")];
+        let table = MeshTable::from_views(&views, Some("web"));
+        assert_eq!(table.lookup("db").unwrap().namespace(), "web");
+        assert_eq!(table.lookup("cache").unwrap().namespace(), "ops");
+        let elsewhere = MeshTable::from_views(&views, Some("billing"));
+        assert!(
+            elsewhere.lookup("db").is_none(),
+            "two candidates, none ours"
+        );
+    }
+
+    #[test]
+    fn changes_replace_and_remove_entries_and_share_the_rest() {
+        let table = MeshTable::from_views(&[view("a", "x"), view("b", "x")], None);
+        let mut b = view("b", "x");
+        b.endpoints.push(EndpointView {
+            address: "127.0.0.1:5000".into(),
+        });
+        let next = table.changed(
+            &[b, view("c", "x")],
+            &[ServiceRef {
+                namespace: "x".into(),
+                name: "a".into(),
+            }],
+            None,
+        );
+        assert!(next.get("a.x").is_none());
+        assert_eq!(next.get("b.x").unwrap().endpoints.len(), 2);
+        assert!(next.get("c.x").is_some());
+        assert_eq!(next.len(), 2);
+        // The old table is untouched: requests in flight keep their view.
+        assert_eq!(table.get("b.x").unwrap().endpoints.len(), 1);
+        assert!(table.lookup("a").is_some());
+    }
+
+    #[test]
+    fn a_bad_view_is_skipped_not_fatal() {
+        let mut bad = view("bad", "x");
+        bad.endpoints[0].address = "nowhere".into();
+        let table = MeshTable::from_views(&[bad, view("good", "x")], None);
+        assert!(table.lookup("bad.x").is_none());
+        assert!(table.lookup("good.x").is_some());
+    }
+
+    #[test]
+    fn the_policy_is_kept_as_text_and_parsed_on_demand() {
+        let mut v = view("p", "x");
+        v.traffic_policy = Some(TrafficPolicySpec {
+            load_balancer: Some(outrigger_api::LoadBalancer::RoundRobin),
+            ..TrafficPolicySpec::default()
+        });
+        let entry = ServiceEntry::from_view(&v).unwrap();
+        assert_eq!(entry.traffic_policy(), v.traffic_policy);
+    }
+}
