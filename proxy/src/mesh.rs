@@ -77,13 +77,27 @@ impl MeshState {
 
     /// Applies one line of the watch stream; returns the version now held.
     pub fn apply(&self, event: &WatchEvent) -> Result<u64, MissedUpdate> {
-        match event {
+        let started = tokio::time::Instant::now();
+        let (version, kind) = match event {
             WatchEvent::Full(snapshot) => {
                 self.apply_full(snapshot);
-                Ok(snapshot.version)
+                (snapshot.version, "full")
             }
-            WatchEvent::Delta(delta) => self.apply_delta(delta).map(|()| delta.version),
-        }
+            WatchEvent::Delta(delta) => {
+                self.apply_delta(delta)?;
+                (delta.version, "delta")
+            }
+        };
+        self.metrics.config_version.store(version, Relaxed);
+        self.applied.send_replace(version);
+        tracing::info!(
+            version,
+            kind,
+            services = self.table.load().len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "config applied"
+        );
+        Ok(version)
     }
 
     fn apply_full(&self, snapshot: &Snapshot) {
@@ -92,7 +106,6 @@ impl MeshState {
         let table = MeshTable::from_views(&snapshot.services, self.own_namespace());
         self.table.store(Arc::new(table));
         self.set_inbound_policy(snapshot.server_policy.as_ref());
-        self.applied_version(snapshot.version, "full");
     }
 
     fn apply_delta(&self, delta: &SnapshotDelta) -> Result<(), MissedUpdate> {
@@ -116,7 +129,6 @@ impl MeshState {
         if let Some(update) = &delta.server_policy {
             self.set_inbound_policy(update.spec.as_ref());
         }
-        self.applied_version(delta.version, "delta");
         Ok(())
     }
 
@@ -136,17 +148,6 @@ impl MeshState {
         if self.inbound_policy.load().spec() != spec {
             self.inbound_policy.store(InboundPolicy::compile(spec));
         }
-    }
-
-    fn applied_version(&self, version: u64, kind: &'static str) {
-        self.metrics.config_version.store(version, Relaxed);
-        self.applied.send_replace(version);
-        tracing::info!(
-            version,
-            kind,
-            services = self.table.load().len(),
-            "config applied"
-        );
     }
 }
 

@@ -7,14 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Path of a workspace binary, built next to this test binary by `cargo test --workspace`.
+/// Path of a workspace binary, built next to this test binary by `cargo test --workspace`
+/// (or beside this program, for the harness's own binaries).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
+    let here = exe.parent().expect("a binary lives in a directory");
+    // target/<profile>/deps/<test> → target/<profile>/<name>; a harness program already
+    // lives in target/<profile>.
+    let dir = if here.ends_with("deps") {
+        here.parent().expect("target/<profile>/deps has a parent")
+    } else {
+        here
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
