@@ -2,8 +2,8 @@
 //! says: power of two choices over peak-EWMA cost (the default), power of two choices
 //! over requests in flight (`least-request`), or `round-robin`.
 //!
-//! A pick reads atomics only: no lock, no allocation. Endpoints that are not usable (issue
-//! #4: an open circuit breaker) are skipped through [`Balanced::is_usable`].
+//! A pick reads atomics only: no lock, no allocation. Endpoints that are not usable (an
+//! open circuit breaker) are skipped through [`Balanced::is_usable`].
 
 mod load;
 

@@ -1,4 +1,4 @@
-//! The resilience mechanisms of issue #4 as plain, clock-driven parts (tokio time, so
+//! The resilience mechanisms as plain, clock-driven parts (tokio time, so
 //! they are tested with paused time): retry budget, retry conditions, circuit breaker,
 //! bulkhead, rate limit, adaptive concurrency limit and deadline propagation. The data
 //! path composes them; none of them does I/O.

@@ -138,3 +138,36 @@ async fn requests_are_counted_on_both_sides() {
         .await;
     assert_eq!(histogram, Some(5.0));
 }
+
+/// The performance budget's first rule: connections between sidecars are reused. 100
+/// requests, over several client connections and both HTTP versions, cost exactly one
+/// TLS handshake on each side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_requests_cost_one_tls_handshake() {
+    let (_mesh, orders, payments, app) = two_services().await;
+    for i in 0..100 {
+        let reply = if i % 2 == 0 {
+            get_h1(orders.outbound, "payments.shop", "/").await
+        } else {
+            get_h2(orders.outbound, "payments.shop", "/").await
+        };
+        assert_eq!(reply.expect("request").status, 200);
+    }
+    assert_eq!(app.requests(), 100);
+    assert_eq!(
+        handshakes(&orders).await,
+        1.0,
+        "orders' sidecar opened one mTLS connection"
+    );
+    assert_eq!(
+        handshakes(&payments).await,
+        1.0,
+        "payments' sidecar accepted one mTLS connection"
+    );
+}
+
+async fn handshakes(sidecar: &outrigger_tests::Sidecar) -> f64 {
+    sidecar
+        .metric_sum("outrigger_tls_handshakes_total", &[("result", "ok")])
+        .await
+}

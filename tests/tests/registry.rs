@@ -152,13 +152,18 @@ async fn a_control_plane_restart_never_empties_a_registered_service() {
     mesh.kill_control_plane();
     mesh.start_control_plane().await;
     // Orders reconnects and is served a config again, with the instance in it.
-    let version = mesh.status().await["version"].clone();
+    let version = mesh.status().await["version"]
+        .as_u64()
+        .expect("the control plane reports its version");
     eventually(
         "orders applies the restarted control plane's config",
         START_LIMIT,
         || {
-            let (orders, version) = (&orders, version.clone());
-            async move { orders.config().await["config_version"].as_u64() >= version.as_u64() }
+            let orders = &orders;
+            async move {
+                let applied = orders.config().await["config_version"].as_u64();
+                applied.expect("the sidecar reports its version") >= version
+            }
         },
     )
     .await;

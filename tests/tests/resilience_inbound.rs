@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outrigger_tests::{
-    Call, EchoApp, Mesh, PAYMENTS, START_LIMIT, Sidecar, free_port, loopback, send_many, tally,
+    Call, EchoApp, Mesh, PAYMENTS, START_LIMIT, Sidecar, eventually, free_port, loopback,
+    send_many, tally,
 };
 
 /// payments (an echo app behind a sidecar named after the service, so that it gets the
@@ -102,8 +103,14 @@ async fn a_concurrency_limit_queues_then_refuses_with_503() {
     let held = spawn_get(&orders, "/hold");
     wait_held(&app, 1).await;
     let queued = spawn_get(&orders, "/");
-    // Not a timing assertion: only lets the request reach the queue before the next.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The queued request is in payments' sidecar (in flight there, not in the app).
+    eventually("a request waits in the queue", START_LIMIT, || async {
+        payments
+            .metric("outrigger_inflight_requests{direction=\"inbound\",service=\"payments\"}")
+            .await
+            == Some(2.0)
+    })
+    .await;
     let refused = spawn_get(&orders, "/").await.expect("request task");
     assert_eq!(refused, "503 bulkhead-full", "the queue (size 1) is full");
     // The held request finishes; the queued one takes its place.

@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod resource;
+pub mod retry_condition;
 pub mod server_policy;
 pub mod traffic_policy;
 pub mod validate;
@@ -13,6 +14,7 @@ pub use resource::{
     API_VERSION, DEFAULT_NAMESPACE, MeshService, MeshServiceSpec, ObjectMeta, Protocol,
     RequestMatch, StaticEndpoint, TargetRef, TypeHeader,
 };
+pub use retry_condition::{RETRY_CONDITION_NAMES, RetryCondition, UnknownRetryCondition};
 pub use server_policy::{
     Authorization, AuthorizationDefault, AuthorizationRule, Concurrency, MtlsMode, RateLimit,
     ServerPolicy, ServerPolicySpec,
@@ -21,7 +23,7 @@ pub use traffic_policy::{
     Backoff, Bulkhead, CircuitBreaker, FailureRate, Fallback, LoadBalancer, Retries, RetryBudget,
     Route, Timeouts, TrafficPolicy, TrafficPolicySpec,
 };
-pub use validate::{FieldError, check_identity_glob, is_http_method, is_retry_condition};
+pub use validate::{FieldError, check_identity_glob, is_http_method};
 pub use wire::{
     ApiError, CertificateRequest, CertificateResponse, EndpointView, Heartbeat, HeartbeatResponse,
     Instance, MeshStatus, ProxyStatus, ServerPolicyUpdate, ServiceRef, ServiceView, Snapshot,

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
 use crate::resource::{ObjectMeta, RequestMatch, TargetRef};
+#[cfg(doc)]
+use crate::retry_condition::RetryCondition;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -60,8 +62,9 @@ pub struct Retries {
     pub attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_try_timeout: Option<HumanDuration>,
-    /// `connect-failure`, `reset`, `refused-stream`, `gateway-error`, `5xx`,
-    /// `retriable-4xx`, or a status code such as `"503"`.
+    /// [`RetryCondition`]s as written. Text here, parsed by validation: a wrong entry is
+    /// then reported along with every other problem of the document, where a serde error
+    /// would stop at the first one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +75,14 @@ pub struct Retries {
     /// on the routes whose handlers tolerate a repeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub non_idempotent: Option<bool>,
+}
+
+impl Retries {
+    /// The `retryOn` conditions that parse (validation has refused any other).
+    pub fn retry_conditions(&self) -> Option<Vec<crate::RetryCondition>> {
+        let names = self.retry_on.as_ref()?;
+        Some(names.iter().filter_map(|n| n.parse().ok()).collect())
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,21 +21,12 @@ use std::time::Duration;
 
 use crate::duration::HumanDuration;
 use crate::resource::RequestMatch;
+use crate::retry_condition::RetryCondition;
 use crate::server_policy::ServerPolicySpec;
 use crate::traffic_policy::{Fallback, Retries, Timeouts, TrafficPolicySpec};
 
 /// The only `targetRef.kind` there is.
 pub const TARGET_KIND: &str = "MeshService";
-
-/// What `retries.retryOn` may name, besides a 3-digit status code such as `"503"`.
-pub const RETRY_ON_CONDITIONS: [&str; 6] = [
-    "connect-failure",
-    "reset",
-    "refused-stream",
-    "gateway-error",
-    "5xx",
-    "retriable-4xx",
-];
 
 /// The HTTP methods a `match.methods` list may hold (RFC 9110 and PATCH), upper-case.
 pub const HTTP_METHODS: [&str; 9] = [
@@ -67,14 +58,6 @@ impl Problems {
             message: message.into(),
         });
     }
-}
-
-/// Whether `condition` is a valid `retryOn` entry.
-pub fn is_retry_condition(condition: &str) -> bool {
-    RETRY_ON_CONDITIONS.contains(&condition)
-        || (condition.len() == 3
-            && condition.bytes().all(|b| b.is_ascii_digit())
-            && (b'1'..=b'5').contains(&condition.as_bytes()[0]))
 }
 
 /// Whether `method` is one of [`HTTP_METHODS`] (case matters: `get` is refused).
@@ -293,14 +276,8 @@ fn check_retries(p: &mut Problems, at: &str, retries: &Retries) {
         positive(p, &format!("{at}.perTryTimeout"), per_try);
     }
     for (i, condition) in retries.retry_on.iter().flatten().enumerate() {
-        if !is_retry_condition(condition) {
-            p.add(
-                format!("{at}.retryOn[{i}]"),
-                format!(
-                    "unknown condition {condition:?} (expected one of {}, or a status code such as \"503\")",
-                    RETRY_ON_CONDITIONS.join(", ")
-                ),
-            );
+        if let Err(unknown) = condition.parse::<RetryCondition>() {
+            p.add(format!("{at}.retryOn[{i}]"), unknown.to_string());
         }
     }
     if let Some(backoff) = &retries.backoff

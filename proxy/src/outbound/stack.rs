@@ -94,11 +94,32 @@ pub fn stack(
 + '_ {
     ServiceBuilder::new()
         .layer(route::Route::layer(target))
+        .service(resilient(target, endpoint::Connection))
+}
+
+/// Everything below the route, over `connection` (the pooled mTLS connection in
+/// production, a scripted one in tests): deadline, retries, bulkhead, balancer, per-try
+/// timeout and breaker accounting.
+fn resilient<'a, C, B>(
+    target: &'a Target,
+    connection: C,
+) -> impl Service<Routed<'a>, Response = Response<B>, Error = ProxyError, Future: Send> + Clone + Send + 'a
+where
+    C: Service<Picked<'a>, Response = Response<B>, Error = TryError, Future: Send>
+        + Clone
+        + Send
+        + 'a,
+    B: Send + 'a,
+{
+    ServiceBuilder::new()
         .layer(deadline::Deadline::layer())
         .layer(retry::Retry::layer(target))
         .layer(bulkhead::Bulkhead::layer(target))
         .layer(balance::Balance::layer(target))
         .layer(per_try_timeout::PerTryTimeout::layer())
         .layer(outcome::RecordOutcome::layer())
-        .service(endpoint::Connection)
+        .service(connection)
 }
+
+#[cfg(test)]
+mod tests;

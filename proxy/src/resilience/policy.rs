@@ -134,7 +134,9 @@ fn merge_timeouts(base: &Timeouts, over: Option<&Timeouts>) -> Timeouts {
 /// `retries` over `base` field by field, then DESIGN.md's defaults: one retry on
 /// connect-failure, refused-stream and reset; backoff 25ms..250ms.
 fn retry_policy(retries: &Retries, base: &Retries) -> RetryPolicy {
-    let retry_on = retries.retry_on.as_ref().or(base.retry_on.as_ref());
+    let retry_on = retries
+        .retry_conditions()
+        .or_else(|| base.retry_conditions());
     let backoff = retries.backoff.as_ref().or(base.backoff.as_ref());
     RetryPolicy {
         attempts: retries.attempts.or(base.attempts).unwrap_or(1),
@@ -143,7 +145,7 @@ fn retry_policy(retries: &Retries, base: &Retries) -> RetryPolicy {
             .or(base.per_try_timeout)
             .map(|d| d.get()),
         retry_on: retry_on
-            .map(|names| RetryOn::parse(names.iter().map(String::as_str)))
+            .map(|conditions| RetryOn::new(&conditions))
             .unwrap_or_else(RetryOn::default_conditions),
         backoff_base: backoff
             .map(|b| b.base.get())

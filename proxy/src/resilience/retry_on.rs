@@ -1,9 +1,10 @@
-//! Which failures are worth another try, as `retryOn` names them, and which requests may
-//! be tried again at all.
+//! Which failures are worth another try, as `retryOn` names them (the vocabulary is
+//! `outrigger_api::RetryCondition`), and which requests may be tried again at all.
 
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};
+use outrigger_api::RetryCondition;
 
 /// How one try ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,79 +20,45 @@ pub enum TryOutcome {
     Timeout,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Condition {
-    ConnectFailure,
-    Reset,
-    RefusedStream,
-    /// 502, 503, 504 (and a per-try timeout, which the caller sees as 504).
-    GatewayError,
-    /// Any 5xx (and a per-try timeout).
-    ServerError,
-    /// 409 Conflict: the request can be expected to succeed as is later.
-    Retriable4xx,
-    Status(u16),
-}
-
-impl Condition {
-    pub fn parse(text: &str) -> Option<Condition> {
-        Some(match text {
-            "connect-failure" => Condition::ConnectFailure,
-            "reset" => Condition::Reset,
-            "refused-stream" => Condition::RefusedStream,
-            "gateway-error" => Condition::GatewayError,
-            "5xx" => Condition::ServerError,
-            "retriable-4xx" => Condition::Retriable4xx,
-            code if code.len() == 3 => {
-                let status: u16 = code.parse().ok()?;
-                (100..=599)
-                    .contains(&status)
-                    .then_some(Condition::Status(status))?
-            }
-            _ => return None,
-        })
-    }
-
-    fn matches(self, outcome: TryOutcome) -> bool {
-        use TryOutcome as O;
-        match (self, outcome) {
-            (Condition::ConnectFailure, O::ConnectFailure) => true,
-            (Condition::Reset, O::Reset) => true,
-            (Condition::RefusedStream, O::RefusedStream) => true,
-            (Condition::GatewayError, O::Status(s)) => matches!(s.as_u16(), 502..=504),
-            (Condition::GatewayError | Condition::ServerError, O::Timeout) => true,
-            (Condition::ServerError, O::Status(s)) => s.is_server_error(),
-            (Condition::Retriable4xx, O::Status(s)) => s == StatusCode::CONFLICT,
-            (Condition::Status(code), O::Status(s)) => s.as_u16() == code,
-            _ => false,
-        }
+/// Whether `condition` asks for another try after `outcome`.
+fn matches(condition: RetryCondition, outcome: TryOutcome) -> bool {
+    use RetryCondition as C;
+    use TryOutcome as O;
+    match (condition, outcome) {
+        (C::ConnectFailure, O::ConnectFailure) => true,
+        (C::Reset, O::Reset) => true,
+        (C::RefusedStream, O::RefusedStream) => true,
+        (C::GatewayError, O::Status(s)) => matches!(s.as_u16(), 502..=504),
+        (C::GatewayError | C::ServerError, O::Timeout) => true,
+        (C::ServerError, O::Status(s)) => s.is_server_error(),
+        (C::Retriable4xx, O::Status(s)) => s == StatusCode::CONFLICT,
+        (C::Status(code), O::Status(s)) => s.as_u16() == code,
+        _ => false,
     }
 }
 
-/// A parsed `retryOn` list.
+/// A `retryOn` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryOn(Vec<Condition>);
+pub struct RetryOn(Vec<RetryCondition>);
 
 impl RetryOn {
-    /// Unknown names are skipped (the control plane has refused them already).
-    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> RetryOn {
-        RetryOn(names.into_iter().filter_map(Condition::parse).collect())
+    pub fn new(conditions: &[RetryCondition]) -> RetryOn {
+        RetryOn(conditions.to_vec())
     }
 
     /// DESIGN.md's default: connect failures, refused streams and resets.
     pub fn default_conditions() -> RetryOn {
         RetryOn(vec![
-            Condition::ConnectFailure,
-            Condition::RefusedStream,
-            Condition::Reset,
+            RetryCondition::ConnectFailure,
+            RetryCondition::RefusedStream,
+            RetryCondition::Reset,
         ])
     }
 
     pub fn retries(&self, outcome: TryOutcome) -> bool {
-        self.0.iter().any(|c| c.matches(outcome))
+        self.0.iter().any(|c| matches(*c, outcome))
     }
 }
-
 /// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
 pub fn idempotent(method: &Method) -> bool {
     matches!(
@@ -113,7 +80,7 @@ mod tests {
 
     #[test]
     fn conditions_match_outcomes() {
-        let on = RetryOn::parse(["gateway-error", "409", "nonsense"]);
+        let on = RetryOn::new(&[RetryCondition::GatewayError, RetryCondition::Status(409)]);
         assert!(on.retries(TryOutcome::Status(StatusCode::BAD_GATEWAY)));
         assert!(on.retries(TryOutcome::Status(StatusCode::GATEWAY_TIMEOUT)));
         assert!(on.retries(TryOutcome::Timeout));
@@ -121,7 +88,7 @@ mod tests {
         assert!(on.retries(TryOutcome::Status(StatusCode::CONFLICT)));
         assert!(!on.retries(TryOutcome::ConnectFailure));
 
-        let on = RetryOn::parse(["5xx", "retriable-4xx"]);
+        let on = RetryOn::new(&[RetryCondition::ServerError, RetryCondition::Retriable4xx]);
         assert!(on.retries(TryOutcome::Status(StatusCode::INTERNAL_SERVER_ERROR)));
         assert!(on.retries(TryOutcome::Status(StatusCode::CONFLICT)));
         assert!(!on.retries(TryOutcome::Status(StatusCode::NOT_FOUND)));
@@ -130,13 +97,6 @@ mod tests {
         assert!(default.retries(TryOutcome::ConnectFailure));
         assert!(default.retries(TryOutcome::Reset));
         assert!(!default.retries(TryOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)));
-    }
-
-    #[test]
-    fn parses_status_codes_only_in_range() {
-        assert_eq!(Condition::parse("503"), Some(Condition::Status(503)));
-        assert_eq!(Condition::parse("999"), None);
-        assert_eq!(Condition::parse("50"), None);
     }
 
     #[test]

@@ -27,7 +27,9 @@ async fn main() {
     } else {
         sizes
     };
-    println!("| services | RSS ready | RSS after calling {CALLED} | peak RSS | edit → applied by the sidecar | sidecar's apply |");
+    println!(
+        "| services | RSS ready | RSS after calling {CALLED} | peak RSS | edit → applied by the sidecar | sidecar's apply |"
+    );
     println!("|---|---|---|---|---|---|");
     for n in sizes {
         let row = measure(n).await;

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Response;
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -46,11 +45,11 @@ impl<'a, S> Layer<S> for BalanceLayer<'a> {
     }
 }
 
-impl<'a, S> Service<Try> for Balance<'a, S>
+impl<'a, S, B> Service<Try> for Balance<'a, S>
 where
-    S: Service<Picked<'a>, Response = Response<Incoming>, Error = TryError>,
+    S: Service<Picked<'a>, Response = Response<B>, Error = TryError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = TryError;
     type Future = PickFuture<S::Future>;
 
@@ -106,9 +105,9 @@ impl<F> PickFuture<F> {
     }
 }
 
-impl<F> Future for PickFuture<F>
+impl<F, B> Future for PickFuture<F>
 where
-    F: Future<Output = Result<Response<Incoming>, TryError>>,
+    F: Future<Output = Result<Response<B>, TryError>>,
 {
     type Output = F::Output;
 

@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -61,11 +60,11 @@ impl<'a, S> Layer<S> for BulkheadLayer<'a> {
     }
 }
 
-impl<'a, S> Service<Try> for Bulkhead<'a, S>
+impl<'a, S, B> Service<Try> for Bulkhead<'a, S>
 where
-    S: Service<Try, Response = Response<Incoming>, Error = TryError>,
+    S: Service<Try, Response = Response<B>, Error = TryError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = TryError;
     type Future = Admitted<S::Future>;
 

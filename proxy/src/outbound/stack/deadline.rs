@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Response;
-use hyper::body::Incoming;
 use tower::{Layer, Service};
 
 use super::Routed;
@@ -35,11 +34,11 @@ impl<S> Layer<S> for DeadlineLayer {
     }
 }
 
-impl<'a, S> Service<Routed<'a>> for Deadline<S>
+impl<'a, S, B> Service<Routed<'a>> for Deadline<S>
 where
-    S: Service<Routed<'a>, Response = Response<Incoming>, Error = ProxyError>,
+    S: Service<Routed<'a>, Response = Response<B>, Error = ProxyError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = ProxyError;
     type Future = CutOff<S::Future, RequestLimit>;
 

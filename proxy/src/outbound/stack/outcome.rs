@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -38,11 +37,11 @@ impl<S> Layer<S> for RecordOutcomeLayer {
     }
 }
 
-impl<'a, S> Service<Picked<'a>> for RecordOutcome<S>
+impl<'a, S, B> Service<Picked<'a>> for RecordOutcome<S>
 where
-    S: Service<Picked<'a>, Response = Response<Incoming>, Error = TryError>,
+    S: Service<Picked<'a>, Response = Response<B>, Error = TryError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = TryError;
     type Future = Accounted<'a, S::Future>;
 
@@ -72,9 +71,9 @@ pin_project! {
     }
 }
 
-impl<F> Future for Accounted<'_, F>
+impl<F, B> Future for Accounted<'_, F>
 where
-    F: Future<Output = Result<Response<Incoming>, TryError>>,
+    F: Future<Output = Result<Response<B>, TryError>>,
 {
     type Output = F::Output;
 

@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Response;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
@@ -37,11 +36,11 @@ impl<S> Layer<S> for PerTryTimeoutLayer {
     }
 }
 
-impl<'a, S> Service<Picked<'a>> for PerTryTimeout<S>
+impl<'a, S, B> Service<Picked<'a>> for PerTryTimeout<S>
 where
-    S: Service<Picked<'a>, Response = Response<Incoming>, Error = TryError>,
+    S: Service<Picked<'a>, Response = Response<B>, Error = TryError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = TryError;
     type Future = CutOff<S::Future, TryLimit>;
 

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
@@ -52,15 +51,16 @@ impl<'a, S> Layer<S> for RetryLayer<'a> {
     }
 }
 
-impl<'a, S> Service<Routed<'a>> for Retry<'a, S>
+impl<'a, S, B> Service<Routed<'a>> for Retry<'a, S>
 where
-    S: Service<Try, Response = Response<Incoming>, Error = TryError> + Clone + Send + 'a,
+    S: Service<Try, Response = Response<B>, Error = TryError> + Clone + Send + 'a,
     S::Future: Send,
+    B: Send + 'a,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = ProxyError;
     /// Boxed: the loop of tries and backoff sleeps is an `async` block.
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, ProxyError>> + Send + 'a>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, ProxyError>> + Send + 'a>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         // Each try readies the layers below (the bulkhead admits it there).
@@ -78,13 +78,13 @@ where
     }
 }
 
-async fn tries<S>(
+async fn tries<S, B>(
     target: &Target,
     mut inner: S,
     req: Routed<'_>,
-) -> Result<Response<Incoming>, ProxyError>
+) -> Result<Response<B>, ProxyError>
 where
-    S: Service<Try, Response = Response<Incoming>, Error = TryError>,
+    S: Service<Try, Response = Response<B>, Error = TryError>,
 {
     let Routed {
         head,

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
-use hyper::body::Incoming;
 use outrigger_api::Fallback;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -58,11 +57,11 @@ impl<'a, S> Layer<S> for RouteLayer<'a> {
     }
 }
 
-impl<'a, S> Service<AppRequest> for Route<'a, S>
+impl<'a, S, B> Service<AppRequest> for Route<'a, S>
 where
-    S: Service<Routed<'a>, Response = Response<Incoming>, Error = ProxyError> + Clone,
+    S: Service<Routed<'a>, Response = Response<B>, Error = ProxyError> + Clone,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<B>;
     type Error = RouteError<'a>;
     type Future = RouteFuture<'a, S, S::Future>;
 
@@ -153,11 +152,11 @@ pin_project! {
     }
 }
 
-impl<'a, S> Future for RouteFuture<'a, S, S::Future>
+impl<'a, S, B> Future for RouteFuture<'a, S, S::Future>
 where
-    S: Service<Routed<'a>, Response = Response<Incoming>, Error = ProxyError>,
+    S: Service<Routed<'a>, Response = Response<B>, Error = ProxyError>,
 {
-    type Output = Result<Response<Incoming>, RouteError<'a>>;
+    type Output = Result<Response<B>, RouteError<'a>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fallback = self.fallback;
