@@ -224,7 +224,10 @@ mod tests {
             ..SnapshotDelta::default()
         });
         let line = serde_json::to_string(&delta).unwrap();
-        assert!(line.starts_with(r#"{"delta":{"version":8,"base":7,"#), "{line}");
+        assert!(
+            line.starts_with(r#"{"delta":{"version":8,"base":7,"#),
+            "{line}"
+        );
         assert_eq!(serde_json::from_str::<WatchEvent>(&line).unwrap(), delta);
         let full = WatchEvent::Full(Snapshot::default());
         let line = serde_json::to_string(&full).unwrap();

@@ -22,7 +22,25 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_outrigger");
+/// The `outrigger` binary (package `outrigger-cli`), built next to this test binary:
+/// target/<profile>/deps/<test> → target/<profile>/outrigger. It is another package's
+/// binary, so cargo gives no `CARGO_BIN_EXE_` for it; `cargo test --workspace` builds it
+/// before running any test.
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("outrigger");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binaries), \
+         or `cargo build --bin outrigger` first",
+        path.display()
+    );
+    path
+}
 
 pub const PAYMENTS: &str = "\
 apiVersion: outrigger.dev/v1alpha1
@@ -95,7 +113,7 @@ pub fn id(short: &str) -> SpiffeId {
 
 /// Runs the CLI to completion.
 pub fn outrigger(args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env("RUST_LOG", "info")
         .output()
@@ -131,7 +149,7 @@ impl ControlPlane {
 
     /// [`ControlPlane::start`] with more flags.
     pub fn start_with(mesh: &Mesh, flags: &[&str]) -> ControlPlane {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args([
                 "control-plane",
                 "--listen",

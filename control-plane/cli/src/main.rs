@@ -10,7 +10,8 @@ use std::time::SystemTime;
 
 use clap::Parser as _;
 use outrigger_certs::SpiffeId;
-use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init, demo};
+use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init};
+use outrigger_demo as demo;
 
 use crate::cli::{CaCommand, CaInitArgs, Cli, Command, DemoArgs, TokenCommand, TokenCreateArgs};
 
