@@ -6,6 +6,7 @@ mod ca;
 mod error;
 mod files;
 mod pem;
+pub mod rotation;
 mod spiffe;
 mod tls;
 mod workload;

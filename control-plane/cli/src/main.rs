@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod rotate;
 mod status;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ca(CaCommand::Init(args)) => run_ca_init(args),
+        Command::Ca(CaCommand::Rotate(step)) => rotate::run(step),
         Command::Token(TokenCommand::Create(args)) => run_token_create(args),
         Command::ControlPlane(args) => run_control_plane(args.into_config()),
         Command::Demo(args) => run_demo(args),
