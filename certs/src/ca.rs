@@ -55,6 +55,21 @@ impl CaPaths {
     pub fn trust_domain(&self) -> PathBuf {
         self.dir.join("trust-domain")
     }
+    /// During an anchor rotation: the next trust anchor and its issuer, in `ca/next/`
+    /// (see [`crate::rotation`]).
+    pub fn next(&self) -> CaPaths {
+        CaPaths {
+            dir: self.dir.join("next"),
+        }
+    }
+    /// Present (in `ca/next/`) once the issuer has moved to the next anchor; holds the
+    /// Unix time it moved.
+    pub fn issuing_marker(&self) -> PathBuf {
+        self.next().dir.join("issuing")
+    }
+    pub(crate) fn at(dir: PathBuf) -> CaPaths {
+        CaPaths { dir }
+    }
 }
 
 /// Creates a new CA in `data_dir` (created if missing). Refuses to replace an existing one.
@@ -74,22 +89,7 @@ pub fn init(data_dir: &Path, trust_domain: &str) -> Result<CaPaths, Error> {
         .create(data_dir)
         .map_err(|e| Error::io(data_dir, e))?;
 
-    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let root_params = ca_params(
-        &format!("Outrigger trust anchor ({trust_domain})"),
-        TRUST_ANCHOR_LIFETIME,
-        1,
-    );
-    let root_cert = root_params.self_signed(&root_key)?;
-    let root = Issuer::new(root_params, &root_key);
-
-    let issuer_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let issuer_params = ca_params(
-        &format!("Outrigger issuer ({trust_domain})"),
-        ISSUER_LIFETIME,
-        0,
-    );
-    let issuer_cert = issuer_params.signed_by(&issuer_key, &root)?;
+    let material = CaMaterial::generate(trust_domain)?;
 
     let staging = data_dir.join(format!(".ca-init-{}", std::process::id()));
     fs::DirBuilder::new()
@@ -100,18 +100,7 @@ pub fn init(data_dir: &Path, trust_domain: &str) -> Result<CaPaths, Error> {
         dir: staging.clone(),
     };
     let written = (|| {
-        write_atomically(&staged.trust_anchor(), root_cert.pem().as_bytes(), 0o644)?;
-        write_atomically(
-            &staged.trust_anchor_key(),
-            root_key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_atomically(&staged.issuer(), issuer_cert.pem().as_bytes(), 0o644)?;
-        write_atomically(
-            &staged.issuer_key(),
-            issuer_key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
+        material.write(&staged)?;
         write_atomically(&staged.trust_domain(), trust_domain.as_bytes(), 0o644)?;
         // rename(2) refuses to replace a non-empty directory: a concurrent init loses cleanly.
         fs::rename(&staging, paths.dir()).map_err(|e| match e.kind() {
@@ -125,6 +114,61 @@ pub fn init(data_dir: &Path, trust_domain: &str) -> Result<CaPaths, Error> {
         let _ = fs::remove_dir_all(&staging);
     }
     written.map(|()| paths)
+}
+
+/// A new trust anchor and an issuer signed by it, as PEM.
+pub(crate) struct CaMaterial {
+    anchor: String,
+    anchor_key: String,
+    issuer: String,
+    issuer_key: String,
+}
+
+impl CaMaterial {
+    pub(crate) fn generate(trust_domain: &str) -> Result<CaMaterial, Error> {
+        let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let root_params = ca_params(
+            &format!("Outrigger trust anchor ({trust_domain})"),
+            TRUST_ANCHOR_LIFETIME,
+            1,
+        );
+        let root_cert = root_params.self_signed(&root_key)?;
+        let root = Issuer::new(root_params, &root_key);
+
+        let issuer_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let issuer_params = ca_params(
+            &format!("Outrigger issuer ({trust_domain})"),
+            ISSUER_LIFETIME,
+            0,
+        );
+        let issuer_cert = issuer_params.signed_by(&issuer_key, &root)?;
+        Ok(CaMaterial {
+            anchor: root_cert.pem(),
+            anchor_key: root_key.serialize_pem(),
+            issuer: issuer_cert.pem(),
+            issuer_key: issuer_key.serialize_pem(),
+        })
+    }
+
+    /// Reads the anchor and issuer files of `paths`.
+    pub(crate) fn read(paths: &CaPaths) -> Result<CaMaterial, Error> {
+        Ok(CaMaterial {
+            anchor: read_to_string(&paths.trust_anchor())?,
+            anchor_key: read_to_string(&paths.trust_anchor_key())?,
+            issuer: read_to_string(&paths.issuer())?,
+            issuer_key: read_to_string(&paths.issuer_key())?,
+        })
+    }
+
+    /// Writes the four files into `paths`, each atomically; keys 0600. The issuer goes
+    /// first, so that a reader of a half-written set (a crash) still finds an anchor and
+    /// an issuer that exist on disk.
+    pub(crate) fn write(&self, paths: &CaPaths) -> Result<(), Error> {
+        write_atomically(&paths.issuer_key(), self.issuer_key.as_bytes(), 0o600)?;
+        write_atomically(&paths.issuer(), self.issuer.as_bytes(), 0o644)?;
+        write_atomically(&paths.trust_anchor_key(), self.anchor_key.as_bytes(), 0o600)?;
+        write_atomically(&paths.trust_anchor(), self.anchor.as_bytes(), 0o644)
+    }
 }
 
 fn ca_params(common_name: &str, lifetime: Duration, path_len: u8) -> CertificateParams {
@@ -194,10 +238,27 @@ impl Ca {
         }
         let trust_domain = read_to_string(&paths.trust_domain())?.trim().to_string();
         SpiffeId::workload(&trust_domain, "ns", "sa")?;
-        let trust_bundle_pem = read_to_string(&paths.trust_anchor())?;
+        let mut trust_bundle_pem = read_to_string(&paths.trust_anchor())?;
+        // During a rotation, sidecars must trust both anchors, and the issuer is the
+        // next one once `ca rotate issuer` has run.
+        let next = paths.next();
+        let mut issuing = &paths;
+        if next.trust_anchor().exists() {
+            let next_anchor = read_to_string(&next.trust_anchor())?;
+            // Half-way through `finish` the current anchor file already holds it.
+            if !trust_bundle_pem.contains(next_anchor.trim()) {
+                if !trust_bundle_pem.ends_with('\n') {
+                    trust_bundle_pem.push('\n');
+                }
+                trust_bundle_pem.push_str(&next_anchor);
+            }
+            if paths.issuing_marker().exists() {
+                issuing = &next;
+            }
+        }
         pem::certs_from_pem(&trust_bundle_pem)?;
-        let issuer_pem = read_to_string(&paths.issuer())?;
-        let key_pem = read_to_string(&paths.issuer_key())?;
+        let issuer_pem = read_to_string(&issuing.issuer())?;
+        let key_pem = read_to_string(&issuing.issuer_key())?;
         let key = KeyPair::from_pem(&key_pem)?;
         let issuer_der = pem::certs_from_pem(&issuer_pem)?.remove(0);
         let issuer_not_after =
@@ -215,6 +276,11 @@ impl Ca {
 
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
+    }
+
+    /// The issuer certificate that signs new certificates.
+    pub fn issuer_der(&self) -> &CertificateDer<'static> {
+        &self.issuer_der
     }
 
     /// The PEM trust anchors that every sidecar verifies peers against.

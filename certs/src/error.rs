@@ -26,6 +26,8 @@ pub enum Error {
     CaExists(PathBuf),
     #[error("no CA in {0}: run `outrigger ca init --data-dir {1}` first")]
     NoCa(PathBuf, String),
+    #[error("{0}")]
+    Rotation(String),
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
 }

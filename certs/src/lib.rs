@@ -7,6 +7,7 @@ mod error;
 mod files;
 mod pem;
 mod renewal;
+pub mod rotation;
 mod spiffe;
 mod tls;
 mod workload;

@@ -1,10 +1,10 @@
 //! Outrigger's control plane: the CA that issues sidecars their certificates, the policy
-//! store they watch, and the pieces of the `outrigger` CLI. Everything here is usable
-//! in-process (no global state, no `exit`): `outrigger demo` and the tests run a
-//! [`Server`] directly.
+//! store they watch, and the pieces of the `outrigger` CLI (the binary itself is the
+//! `outrigger-cli` package). Everything here is usable in-process (no global state, no
+//! `exit`): `outrigger demo` (the `outrigger-demo` crate) and the tests run a [`Server`]
+//! directly.
 
 pub mod ca_init;
-pub mod demo;
 pub mod metrics;
 pub mod policy;
 pub mod proxies;

@@ -30,6 +30,9 @@ struct Entry {
     /// Where it last connected from.
     peer: SocketAddr,
     applied_version: u64,
+    /// `(sent, current)`: its watch sent it version `sent`, and nothing it holds changed
+    /// up to version `current`, so it got no line; having applied `sent` it is current.
+    holds_current: Option<(u64, u64)>,
     last_seen: Instant,
     /// Open watch streams.
     watches: u32,
@@ -109,10 +112,9 @@ impl Proxies {
             })
             .collect();
         proxies.sort_by(|a, b| a.proxy_id.cmp(&b.proxy_id));
-        let converged = proxies
-            .iter()
-            .filter(|p| p.connected)
-            .all(|p| p.applied_version == version);
+        let converged = entries.values().filter(|e| e.watches > 0).all(|e| {
+            e.applied_version == version || e.holds_current == Some((e.applied_version, version))
+        });
         MeshStatus {
             version,
             converged,
@@ -136,6 +138,7 @@ fn upsert<'m>(entries: &'m mut HashMap<String, Entry>, seen: &Seen<'_>) -> &'m m
             registered: None,
             peer: seen.peer,
             applied_version: 0,
+            holds_current: None,
             last_seen: now,
             watches: 0,
         });
@@ -150,6 +153,16 @@ fn upsert<'m>(entries: &'m mut HashMap<String, Entry>, seen: &Seen<'_>) -> &'m m
 pub struct ProxyWatchGuard {
     proxies: Arc<Proxies>,
     proxy_id: String,
+}
+
+impl ProxyWatchGuard {
+    /// The proxy's watch sent it version `sent`, and nothing it holds changed up to
+    /// `current`: once it applies `sent`, it runs the current config.
+    pub fn holds_current(&self, sent: u64, current: u64) {
+        if let Some(entry) = self.proxies.lock().get_mut(&self.proxy_id) {
+            entry.holds_current = Some((sent, current));
+        }
+    }
 }
 
 impl Drop for ProxyWatchGuard {
@@ -224,5 +237,20 @@ mod tests {
         assert_eq!(ids, ["b"], "b is still connected");
         assert!(!status.converged);
         drop(b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_proxy_sent_no_line_for_an_unrelated_change_counts_as_current() {
+        let proxies = Proxies::new();
+        let orders = SpiffeId::from_short("cluster.local", "shop/orders").unwrap();
+        let watch = proxies.watch_opened(seen("a", &orders), None);
+        proxies.heartbeat(seen("a", &orders), 7, None);
+        assert!(!proxies.status(8, vec![]).converged);
+        // Version 8 changed only another service's ServerPolicy.
+        watch.holds_current(7, 8);
+        assert!(proxies.status(8, vec![]).converged);
+        assert!(!proxies.status(9, vec![]).converged);
+        proxies.heartbeat(seen("a", &orders), 6, None);
+        assert!(!proxies.status(8, vec![]).converged, "it has not applied 7");
     }
 }

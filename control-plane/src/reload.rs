@@ -107,6 +107,14 @@ impl Reloader {
 /// Watches `dir` recursively; each relevant change wakes the returned receiver. The
 /// watcher stops when dropped.
 pub fn watch_dir(dir: &Path) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    watch_dir_for(dir, "the policy dir")
+}
+
+/// [`watch_dir`], naming the dir as `what` in its warnings.
+pub fn watch_dir_for(
+    dir: &Path,
+    what: &'static str,
+) -> notify::Result<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
     // One pending wake-up is enough: a reload reads everything anyway.
     let (tx, rx) = mpsc::channel(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -117,7 +125,7 @@ pub fn watch_dir(dir: &Path) -> notify::Result<(notify::RecommendedWatcher, mpsc
                 let _ = tx.try_send(());
             }
             Err(e) => {
-                warn!("watching the policy dir: {e}");
+                warn!("watching {what}: {e}");
                 let _ = tx.try_send(());
             }
         }
@@ -135,23 +143,31 @@ pub async fn run(
 ) {
     // Kept alive for as long as this task runs.
     let _watcher = watcher;
-    loop {
-        tokio::select! {
-            changed = changes.recv() => if changed.is_none() { return },
-            _ = stopping.wait_for(|stop| *stop) => return,
-        }
-        let deadline = tokio::time::Instant::now() + MAX_DELAY;
-        loop {
-            let wait = SETTLE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            match tokio::time::timeout(wait, changes.recv()).await {
-                Ok(Some(())) if wait > Duration::ZERO => continue,
-                Ok(None) => return,
-                _ => break,
-            }
-        }
+    while settled_change(&mut changes, &mut stopping).await {
         let reloader = reloader.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || reloader.reload()).await {
             warn!("policy reload panicked: {e}");
+        }
+    }
+}
+
+/// Waits for a change, then for the burst it starts to settle; false once the watcher
+/// is gone or `stopping`.
+pub(crate) async fn settled_change(
+    changes: &mut mpsc::Receiver<()>,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        changed = changes.recv() => if changed.is_none() { return false },
+        _ = stopping.wait_for(|stop| *stop) => return false,
+    }
+    let deadline = tokio::time::Instant::now() + MAX_DELAY;
+    loop {
+        let wait = SETTLE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, changes.recv()).await {
+            Ok(Some(())) if wait > Duration::ZERO => continue,
+            Ok(None) => return false,
+            _ => return true,
         }
     }
 }

@@ -4,6 +4,10 @@
 //! from it when sent: every service with its TrafficPolicy, and the ServerPolicy of the
 //! service the proxy serves. Any change to any part bumps the one version by one, so a
 //! proxy that reports version N has everything of version N.
+//!
+//! Each published config also carries what the last versions changed
+//! ([`changes::RecentChanges`]), computed once here, so that a watcher sends a proxy only
+//! what changed since the version it last sent it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +18,11 @@ use outrigger_certs::SpiffeId;
 use tokio::sync::watch;
 
 use crate::policy::{Policy, ServiceKey};
+
+pub mod changes;
+
+use changes::Parts;
+pub use changes::{Catchup, ConfigChange, RecentChanges};
 
 /// An instance registered by its sidecar, healthy and not expired.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +44,8 @@ pub struct MeshConfig {
     /// Sorted by namespace and name; endpoints are the static ones, then the registered.
     pub services: Vec<ServiceView>,
     pub server_policies: BTreeMap<ServiceKey, ServerPolicySpec>,
+    /// What this version and the ones before it changed, newest last.
+    pub recent: RecentChanges,
 }
 
 impl MeshConfig {
@@ -74,6 +85,32 @@ impl MeshConfig {
             server_policy: served.and_then(|key| self.server_policies.get(key).cloned()),
         }
     }
+
+    /// What a proxy that was sent version `base`, serving `served_at_base` then, needs to
+    /// reach this version, serving `served` now (see [`changes::catch_up`]).
+    pub fn catch_up(
+        &self,
+        base: u64,
+        served_at_base: Option<&ServiceKey>,
+        served: Option<&ServiceKey>,
+    ) -> Catchup {
+        changes::catch_up(
+            &self.recent,
+            base,
+            self.version,
+            served_at_base,
+            served,
+            served.and_then(|key| self.server_policies.get(key)),
+        )
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            trust_bundle: &self.trust_bundle,
+            services: &self.services,
+            server_policies: &self.server_policies,
+        }
+    }
 }
 
 /// What the config is made of.
@@ -106,6 +143,8 @@ impl Inputs {
                 }
             }
         }
+        // Deltas are found by a merge walk over the previous and the next list.
+        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         services
     }
 }
@@ -141,6 +180,7 @@ impl SnapshotPublisher {
             trust_bundle: inputs.trust_bundle.clone(),
             services: inputs.services(),
             server_policies: inputs.policy.server_policies.clone(),
+            recent: RecentChanges::default(),
         };
         let (tx, _) = watch::channel(Arc::new(config));
         SnapshotPublisher {
@@ -175,7 +215,7 @@ impl SnapshotPublisher {
             .unwrap_or_else(PoisonError::into_inner);
         change(&mut inputs);
         let services = inputs.services();
-        let mut version = None;
+        let mut published = None;
         self.inner.tx.send_if_modified(|current| {
             let same = current.services == services
                 && current.trust_bundle == inputs.trust_bundle
@@ -183,17 +223,28 @@ impl SnapshotPublisher {
             if same {
                 return false;
             }
+            let version = current.version + 1;
+            let change = ConfigChange::between(
+                version,
+                current.parts(),
+                Parts {
+                    trust_bundle: &inputs.trust_bundle,
+                    services: &services,
+                    server_policies: &inputs.policy.server_policies,
+                },
+            );
             let next = MeshConfig {
-                version: current.version + 1,
+                version,
                 trust_bundle: inputs.trust_bundle.clone(),
+                recent: current.recent.with(change),
                 services,
                 server_policies: inputs.policy.server_policies.clone(),
             };
-            version = Some(next.version);
+            published = Some(next.version);
             *current = Arc::new(next);
             true
         });
-        version
+        published
     }
 
     pub fn current(&self) -> Arc<MeshConfig> {
@@ -205,5 +256,7 @@ impl SnapshotPublisher {
     }
 }
 
+#[cfg(test)]
+mod delta_tests;
 #[cfg(test)]
 mod tests;

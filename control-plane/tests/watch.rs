@@ -1,4 +1,5 @@
-//! `GET /v1/watch`: authenticated, newline-delimited snapshots, ended by shutdown.
+//! `GET /v1/watch`: authenticated, newline-delimited events (the full state, then
+//! deltas), ended by shutdown.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use http_body_util::BodyExt as _;
-use outrigger_api::{MtlsMode, Snapshot};
+use outrigger_api::{MtlsMode, Snapshot, WatchEvent};
 
 #[tokio::test]
 async fn watch_requires_a_client_certificate() {
@@ -49,7 +50,10 @@ async fn watch_streams_the_snapshot_until_shutdown() {
         buffered.extend_from_slice(frame.data_ref().expect("data"));
     }
     let end = buffered.iter().position(|b| *b == b'\n').unwrap();
-    let snapshot: Snapshot = serde_json::from_slice(&buffered[..end]).expect("a Snapshot");
+    let first: WatchEvent = serde_json::from_slice(&buffered[..end]).expect("a WatchEvent");
+    let WatchEvent::Full(snapshot) = first else {
+        panic!("the first line is the full state: {first:?}");
+    };
     assert!(snapshot.version > 0);
     assert_eq!(snapshot.trust_bundle, anchor);
     assert_eq!(snapshot.services.len(), 1);
@@ -98,30 +102,18 @@ async fn watch_streams_the_snapshot_until_shutdown() {
     assert!(log.contains("control plane stopped"), "{log}");
 }
 
-/// The first snapshot of a watch stream opened with `path`, and the stream's body.
+/// The first line of a watch stream opened with `path`: the full state.
 async fn first_snapshot(
     cp: &ControlPlane,
     anchor: &str,
     workload: &Workload,
     path: &str,
 ) -> Snapshot {
-    let response = send(
-        cp.api,
-        tls_client(anchor, Some(workload.certs.clone())),
-        "GET",
-        path,
-        None,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    let mut buffered = Vec::new();
-    while !buffered.contains(&b'\n') {
-        let frame = body.frame().await.expect("a first line").expect("frame");
-        buffered.extend_from_slice(frame.data_ref().expect("data"));
+    let mut stream = WatchStream::open(cp, anchor, workload, path).await;
+    match stream.next_event().await.0 {
+        WatchEvent::Full(snapshot) => snapshot,
+        other => panic!("the first line is the full state: {other:?}"),
     }
-    let end = buffered.iter().position(|b| *b == b'\n').unwrap();
-    serde_json::from_slice(&buffered[..end]).expect("a Snapshot")
 }
 
 #[tokio::test]
@@ -187,4 +179,98 @@ async fn each_proxy_gets_its_own_server_policy_and_every_traffic_policy() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("<namespace>/<name>"), "{text}");
+}
+
+/// `orders.yaml`: shop/orders with one static endpoint on `port` (5 digits, so that every
+/// version of the file has the same length).
+fn orders_yaml(port: u16) -> String {
+    PAYMENTS
+        .replace("payments", "orders")
+        .replace("14143", &port.to_string())
+}
+
+fn unrelated_services(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "apiVersion: outrigger.dev/v1alpha1\nkind: MeshService\nmetadata: {{name: s{i:03}, namespace: zoo}}\nspec:\n  identity: spiffe://cluster.local/ns/zoo/sa/s{i:03}\n  endpoints:\n    - address: 127.0.0.1:{}\n",
+                20_000 + i
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn expect_delta(event: WatchEvent) -> outrigger_api::SnapshotDelta {
+    match event {
+        WatchEvent::Delta(delta) => delta,
+        other => panic!("expected a delta: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn after_the_full_state_each_edit_is_a_delta_whose_size_ignores_the_mesh() {
+    let mesh = Mesh::new();
+    write_atomically(&mesh.policy.join("orders.yaml"), &orders_yaml(14144));
+    let cp = ControlPlane::start(&mesh);
+    let anchor = mesh.anchor_pem();
+    let orders = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
+    let mut stream = WatchStream::open(&cp, &anchor, &orders, "/v1/watch?proxy=orders-1").await;
+    let WatchEvent::Full(first) = stream.next_event().await.0 else {
+        panic!("the first line is the full state");
+    };
+    assert_eq!(first.services.len(), 2);
+
+    // One edit: a delta with exactly that service.
+    write_atomically(&mesh.policy.join("orders.yaml"), &orders_yaml(14145));
+    let (event, small_edit) = stream.next_event().await;
+    let delta = expect_delta(event);
+    assert_eq!(
+        (delta.base, delta.version),
+        (first.version, first.version + 1)
+    );
+    assert_eq!(delta.upserted.len(), 1);
+    assert_eq!(delta.upserted[0].name, "orders");
+    assert_eq!(delta.upserted[0].endpoints[0].address, "127.0.0.1:14145");
+    assert!(delta.removed.is_empty() && delta.trust_bundle.is_none());
+    assert!(delta.server_policy.is_none());
+
+    // A ServerPolicy for payments: nothing orders holds changed, so no line for it; the
+    // next delta starts from the version orders was last sent.
+    write_atomically(
+        &mesh.policy.join("payments-server.yaml"),
+        "apiVersion: outrigger.dev/v1alpha1\nkind: ServerPolicy\nmetadata: {name: payments, namespace: shop}\nspec:\n  targetRef: {kind: MeshService, name: payments}\n  mtls: permissive\n",
+    );
+    eventually("the ServerPolicy to be served", || {
+        cp.get_plain("/metrics").1.contains(&format!(
+            "outrigger_control_plane_config_version {}\n",
+            first.version + 2
+        ))
+    })
+    .await;
+
+    // 200 unrelated services join the mesh: one delta with all of them.
+    write_atomically(&mesh.policy.join("zoo.yaml"), &unrelated_services(200));
+    let delta = expect_delta(stream.next_event().await.0);
+    assert_eq!(
+        (delta.base, delta.version),
+        (first.version + 1, first.version + 3)
+    );
+    assert_eq!(delta.upserted.len(), 200);
+    assert!(
+        delta.server_policy.is_none(),
+        "payments' policy is not orders'"
+    );
+
+    // The same edit again, in a mesh of 202 services: a line of the same size.
+    write_atomically(&mesh.policy.join("orders.yaml"), &orders_yaml(14146));
+    let (event, same_edit) = stream.next_event().await;
+    let delta = expect_delta(event);
+    assert_eq!(delta.upserted.len(), 1);
+    assert_eq!(delta.upserted[0].endpoints[0].address, "127.0.0.1:14146");
+    assert_eq!(
+        same_edit, small_edit,
+        "the bytes of an edit do not depend on the number of services"
+    );
+    assert_eq!(stream.held().services.len(), 202);
 }

@@ -82,8 +82,9 @@ async fn issue(
         }
     };
 
-    let issued = shared
-        .ca
+    // One CA for the certificate and the bundle sent with it, even mid-rotation.
+    let ca = shared.ca.borrow().clone();
+    let issued = ca
         .sign_csr(&request.csr, &identity, shared.cert_ttl)
         .map_err(|e| match e {
             outrigger_certs::Error::Csr(reason) => {
@@ -96,7 +97,7 @@ async fn issue(
         })?;
     let response = CertificateResponse {
         certificate_chain: issued.chain_pem,
-        trust_bundle: shared.ca.trust_bundle_pem().to_string(),
+        trust_bundle: ca.trust_bundle_pem().to_string(),
         expires_at: issued.not_after,
     };
     Ok((response, identity, proven_by))

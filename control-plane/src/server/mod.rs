@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod api_error;
 mod body;
+mod ca_reload;
 mod certificates;
 mod conn;
 mod error;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
-use outrigger_certs::{Ca, CertStore, ClientIdVerifier, SpiffeId, TrustBundle, server_config};
+use outrigger_certs::{Ca, CaPaths, CertStore, SpiffeId};
 use tokio::net::TcpListener;
 use tokio::sync::watch as watch_channel;
 use tokio::task::JoinSet;
@@ -85,7 +86,8 @@ impl ServeConfig {
 
 /// What every connection's handlers share.
 pub(crate) struct Shared {
-    ca: Arc<Ca>,
+    /// Replaced when the CA on disk changes (trust-anchor rotation).
+    ca: watch_channel::Sender<Arc<Ca>>,
     tokens: TokenKey,
     cert_ttl: Duration,
     metrics: Arc<Metrics>,
@@ -117,12 +119,15 @@ pub struct Server {
     http: TcpListener,
     api_addr: SocketAddr,
     http_addr: SocketAddr,
-    tls: TlsAcceptor,
+    /// Replaced when the trust bundle changes; each accepted connection takes the latest.
+    tls: watch_channel::Sender<TlsAcceptor>,
     certs: Arc<CertStore>,
     cert_not_after: i64,
     stop: watch_channel::Sender<bool>,
     reloader: Reloader,
     policy_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
+    data_dir: PathBuf,
+    ca_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
 }
 
 impl Server {
@@ -151,6 +156,13 @@ impl Server {
                 config.policy_dir.display()
             ))
         })?;
+        let ca_dir = CaPaths::new(&config.data_dir).dir().to_path_buf();
+        let ca_watch = reload::watch_dir_for(&ca_dir, "the CA dir").map_err(|e| {
+            ServeError::Config(format!(
+                "cannot watch the CA dir {} for changes: {e}",
+                ca_dir.display()
+            ))
+        })?;
         let policy = policy::load_dir(&config.policy_dir, &td)?;
         info!(
             services = policy.services.len(),
@@ -167,13 +179,7 @@ impl Server {
         let certs = CertStore::new();
         let cert_not_after =
             serving_cert::issue(&ca, config.cert_ttl, &certs).map_err(ServeError::ServingCert)?;
-        let bundle = TrustBundle::from_pem(ca.trust_bundle_pem()).map_err(ServeError::Ca)?;
-        let tls = server_config(
-            certs.clone(),
-            ClientIdVerifier::optional(bundle, &td),
-            &[b"http/1.1"],
-        )
-        .map_err(ServeError::ServingCert)?;
+        let tls = ca_reload::api_tls(&ca, certs.clone()).map_err(ServeError::ServingCert)?;
 
         let (api, api_addr) = bind(config.listen, "API, --listen").await?;
         let (http, http_addr) = bind(config.http, "HTTP, --http").await?;
@@ -196,7 +202,7 @@ impl Server {
             registry,
             proxies: Proxies::new(),
             snapshots,
-            ca,
+            ca: watch_channel::Sender::new(ca),
             tokens,
             cert_ttl: config.cert_ttl,
             metrics,
@@ -212,12 +218,14 @@ impl Server {
             http,
             api_addr,
             http_addr,
-            tls: TlsAcceptor::from(tls),
+            tls: watch_channel::Sender::new(tls),
             certs,
             cert_not_after,
             stop,
             reloader,
             policy_watch,
+            data_dir: config.data_dir,
+            ca_watch,
         })
     }
 
@@ -233,7 +241,7 @@ impl Server {
 
     /// The identity the API presents; what clients must expect.
     pub fn identity(&self) -> Result<SpiffeId, outrigger_certs::SpiffeIdError> {
-        control_plane_identity(self.shared.ca.trust_domain())
+        control_plane_identity(self.shared.ca.borrow().trust_domain())
     }
 
     /// Reloads the policy dir now, as a change on disk does.
@@ -264,6 +272,8 @@ impl Server {
             stop,
             reloader,
             policy_watch: (watcher, changes),
+            data_dir,
+            ca_watch: (ca_watcher, ca_changes),
             ..
         } = self;
         let expiring = tokio::spawn(shared.registry.clone().run_expiry(shared.stopping.clone()));
@@ -273,8 +283,18 @@ impl Server {
             changes,
             shared.stopping.clone(),
         ));
+        let ca_reloading = tokio::spawn(
+            ca_reload::CaReload {
+                data_dir,
+                ca: shared.ca.clone(),
+                tls: tls.clone(),
+                certs: certs.clone(),
+                snapshots: shared.snapshots.clone(),
+            }
+            .run(ca_watcher, ca_changes, shared.stopping.clone()),
+        );
         let renewal = tokio::spawn(serving_cert::renew(
-            shared.ca.clone(),
+            shared.ca.subscribe(),
             shared.cert_ttl,
             certs,
             cert_not_after,
@@ -291,7 +311,8 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = api.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        conns.spawn(conn::serve_api(shared.clone(), tls.clone(), tcp, peer, graceful.watcher()));
+                        let tls = tls.borrow().clone();
+                        conns.spawn(conn::serve_api(shared.clone(), tls, tcp, peer, graceful.watcher()));
                     }
                     Err(e) => accept_failed("API", e).await,
                 },
@@ -318,6 +339,7 @@ impl Server {
         }
         conns.shutdown().await;
         renewal.abort();
+        ca_reloading.abort();
         reloading.abort();
         expiring.abort();
         info!("control plane stopped");

@@ -1,7 +1,9 @@
 //! The control plane's own serving certificate: issued by its CA at start for
 //! `spiffe://<td>/ns/outrigger/sa/control-plane` (the identity proxies expect), and
-//! re-issued in the background at 70% of its life. A new certificate is used by the next
-//! handshake; open connections are not touched.
+//! re-issued in the background at 70% of its life, and at once when the issuer changes
+//! (trust-anchor rotation), so that it always chains to an anchor that stays in the
+//! bundle. A new certificate is used by the next handshake; open connections are not
+//! touched.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,23 +35,35 @@ pub(crate) fn issue(
     Ok(issued.not_after)
 }
 
-/// Re-issues the certificate at 70% of its remaining life until `stopping`.
+/// Re-issues the certificate at 70% of its remaining life, and when the CA's issuer
+/// changes, until `stopping`.
 pub(crate) async fn renew(
-    ca: Arc<Ca>,
+    mut ca: watch::Receiver<Arc<Ca>>,
     ttl: Duration,
     store: Arc<CertStore>,
     mut not_after: i64,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let mut signed_by = ca.borrow_and_update().issuer_der().clone();
     loop {
         let wait = renew_after(not_after, unix_now());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            changed = ca.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if *ca.borrow_and_update().issuer_der() == signed_by {
+                    continue;
+                }
+            }
             _ = stopping.wait_for(|stop| *stop) => return,
         }
-        match issue(&ca, ttl, &store) {
+        let current = ca.borrow_and_update().clone();
+        match issue(&current, ttl, &store) {
             Ok(next) => {
                 not_after = next;
+                signed_by = current.issuer_der().clone();
                 info!(
                     expires_at = next,
                     "renewed the control plane's serving certificate"

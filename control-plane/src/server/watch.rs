@@ -1,15 +1,21 @@
-//! `GET /v1/watch`: a long-lived stream of newline-delimited JSON snapshots for an
-//! authenticated proxy. The first line is the current snapshot; each later line is the
-//! latest one after a change (a slow reader skips versions, never gets a backlog).
+//! `GET /v1/watch`: a long-lived stream of newline-delimited JSON [`WatchEvent`]s for an
+//! authenticated proxy (docs/watch-protocol.md). The first line is the full state
+//! (`full`); each later line is a `delta` from the version last sent to the latest one.
+//! One line is in flight at a time: a slow reader gets one delta over the versions it
+//! skipped, never a backlog, and a full state again if it fell further behind than the
+//! changes kept ([`RecentChanges::KEEP`](crate::snapshot::RecentChanges::KEEP)).
 //!
-//! Each line is cut for this proxy from the global config when it is sent: every service,
-//! and the ServerPolicy of the service the proxy serves: the `service` parameter
-//! (`namespace/name`) if given, else the only MeshService whose identity is the caller's.
+//! Each line is cut for this proxy from the global config when it is sent: the services
+//! (all of them, or those that changed), and the ServerPolicy of the service the proxy
+//! serves: the `service` parameter (`namespace/name`) if given, else the only
+//! MeshService whose identity is the caller's. A change that touches nothing this proxy
+//! holds (another service's ServerPolicy) sends it no line.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
+use outrigger_api::WatchEvent;
 use outrigger_certs::SpiffeId;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -20,7 +26,7 @@ use super::query::{WatchQuery, parse_watch};
 use super::{ConnInfo, Shared};
 use crate::policy::ServiceKey;
 use crate::proxies::{ProxyWatchGuard, Seen};
-use crate::snapshot::MeshConfig;
+use crate::snapshot::{Catchup, MeshConfig};
 use crate::watchers::WatcherGuard;
 
 pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> Response<RespBody> {
@@ -94,15 +100,16 @@ pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> R
     response
 }
 
-/// Sends snapshots until the client goes away or the server stops. Dropping `tx` ends
-/// the body; dropping `_guards` takes the watcher off the registry and marks its proxy
-/// disconnected.
+/// Sends lines until the client goes away or the server stops: the full state first,
+/// then a delta from the version last sent whenever something this proxy holds changes.
+/// Dropping `tx` ends the body; dropping the guards takes the watcher off the registry
+/// and marks its proxy disconnected.
 async fn feed(
     warm_until: tokio::time::Instant,
     mut configs: watch::Receiver<Arc<MeshConfig>>,
     tx: mpsc::Sender<Bytes>,
     mut stopping: watch::Receiver<bool>,
-    _guards: (WatcherGuard, Option<ProxyWatchGuard>),
+    (_watcher, proxy): (WatcherGuard, Option<ProxyWatchGuard>),
     identity: SpiffeId,
     requested: Option<ServiceKey>,
 ) {
@@ -112,14 +119,38 @@ async fn feed(
         () = tx.closed() => return,
         _ = stopping.wait_for(|stop| *stop) => return,
     }
+    // The version last sent, and the service this proxy was served as then.
+    let mut sent: Option<(u64, Option<ServiceKey>)> = None;
     loop {
         let config = configs.borrow_and_update().clone();
-        let Some(line) = encode(&config, requested.as_ref(), &identity) else {
-            break;
+        let served = config.served_by(requested.as_ref(), &identity);
+        let event = match &sent {
+            None => Some(WatchEvent::Full(config.snapshot_for(served.as_ref()))),
+            Some((base, served_then)) => {
+                match config.catch_up(*base, served_then.as_ref(), served.as_ref()) {
+                    Catchup::Delta(delta) => Some(WatchEvent::Delta(delta)),
+                    Catchup::UpToDate => {
+                        if let Some(proxy) = &proxy {
+                            proxy.holds_current(*base, config.version);
+                        }
+                        None
+                    }
+                    Catchup::TooFarBehind => {
+                        info!(%identity, base, "watcher too far behind for a delta: sending the full state");
+                        Some(WatchEvent::Full(config.snapshot_for(served.as_ref())))
+                    }
+                }
+            }
         };
-        tokio::select! {
-            sent = tx.send(line) => if sent.is_err() { break },
-            _ = stopping.wait_for(|stop| *stop) => break,
+        if let Some(event) = event {
+            let Some(line) = encode(&event) else {
+                break;
+            };
+            tokio::select! {
+                sent = tx.send(line) => if sent.is_err() { break },
+                _ = stopping.wait_for(|stop| *stop) => break,
+            }
+            sent = Some((config.version, served));
         }
         tokio::select! {
             changed = configs.changed() => if changed.is_err() { break },
@@ -130,21 +161,15 @@ async fn feed(
     info!(%identity, "watcher disconnected");
 }
 
-/// This proxy's snapshot of `config`, as one line.
-fn encode(
-    config: &MeshConfig,
-    requested: Option<&ServiceKey>,
-    identity: &SpiffeId,
-) -> Option<Bytes> {
-    let served = config.served_by(requested, identity);
-    let snapshot = outrigger_api::WatchEvent::Full(config.snapshot_for(served.as_ref()));
-    match serde_json::to_vec(&snapshot) {
+/// One line of the stream.
+fn encode(event: &WatchEvent) -> Option<Bytes> {
+    match serde_json::to_vec(event) {
         Ok(mut line) => {
             line.push(b'\n');
             Some(Bytes::from(line))
         }
         Err(e) => {
-            warn!("cannot encode snapshot {}: {e}", config.version);
+            warn!("cannot encode a watch line: {e}");
             None
         }
     }

@@ -2,7 +2,7 @@ use outrigger_api::{Protocol, TargetRef, TrafficPolicySpec};
 
 use super::*;
 
-fn service(ns: &str, name: &str, sa: &str, endpoints: &[&str]) -> ServiceView {
+pub(super) fn service(ns: &str, name: &str, sa: &str, endpoints: &[&str]) -> ServiceView {
     ServiceView {
         name: name.into(),
         namespace: ns.into(),
@@ -22,7 +22,7 @@ fn id(short: &str) -> SpiffeId {
     SpiffeId::from_short("cluster.local", short).unwrap()
 }
 
-fn server_policy(name: &str) -> ServerPolicySpec {
+pub(super) fn server_policy(name: &str) -> ServerPolicySpec {
     ServerPolicySpec {
         target_ref: TargetRef {
             kind: "MeshService".into(),
@@ -34,7 +34,7 @@ fn server_policy(name: &str) -> ServerPolicySpec {
 
 /// shop/payments (its own identity, a ServerPolicy and a TrafficPolicy), and two services
 /// sharing the identity shop/web.
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     let mut payments = service("shop", "payments", "payments", &["127.0.0.1:1"]);
     payments.traffic_policy = Some(TrafficPolicySpec {
         target_ref: TargetRef {

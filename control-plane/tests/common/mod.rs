@@ -15,6 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use outrigger_api::{ServiceView, Snapshot, SnapshotDelta, WatchEvent};
 use outrigger_certs::{
     CertStore, ServerIdVerifier, SpiffeId, TrustBundle, WorkloadKey, certs_from_pem, client_config,
 };
@@ -22,7 +23,25 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_outrigger");
+/// The `outrigger` binary (package `outrigger-cli`), built next to this test binary:
+/// target/<profile>/deps/<test> → target/<profile>/outrigger. It is another package's
+/// binary, so cargo gives no `CARGO_BIN_EXE_` for it; `cargo test --workspace` builds it
+/// before running any test.
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("outrigger");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the binaries), \
+         or `cargo build --bin outrigger` first",
+        path.display()
+    );
+    path
+}
 
 pub const PAYMENTS: &str = "\
 apiVersion: outrigger.dev/v1alpha1
@@ -95,7 +114,7 @@ pub fn id(short: &str) -> SpiffeId {
 
 /// Runs the CLI to completion.
 pub fn outrigger(args: &[&str]) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(args)
         .env("RUST_LOG", "info")
         .output()
@@ -131,7 +150,7 @@ impl ControlPlane {
 
     /// [`ControlPlane::start`] with more flags.
     pub fn start_with(mesh: &Mesh, flags: &[&str]) -> ControlPlane {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args([
                 "control-plane",
                 "--listen",
@@ -352,10 +371,12 @@ pub fn identity_of(chain_pem: &str) -> SpiffeId {
 }
 
 /// An open `GET /v1/watch` stream, read line by line; dropping it closes the connection.
+/// It holds the state the lines add up to, as a proxy does.
 pub struct WatchStream {
     body: Incoming,
     buffered: Vec<u8>,
     connection: tokio::task::JoinHandle<()>,
+    held: Option<Snapshot>,
 }
 
 impl Drop for WatchStream {
@@ -376,25 +397,51 @@ impl WatchStream {
         )
         .await;
         assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/x-ndjson");
         WatchStream {
             body: response.into_body(),
             buffered: Vec::new(),
             connection,
+            held: None,
         }
     }
 
-    /// The next snapshot; panics if none comes within 30s (only a broken build waits).
-    pub async fn next(&mut self) -> outrigger_api::Snapshot {
-        tokio::time::timeout(Duration::from_secs(30), self.next_line())
-            .await
-            .expect("a snapshot within 30s")
+    /// The state after the next line, applied as a proxy applies it (a delta must start
+    /// from the version held); panics if no line comes within 30s (only a broken build
+    /// waits that long).
+    pub async fn next(&mut self) -> Snapshot {
+        self.next_event().await;
+        self.held.clone().expect("a state")
     }
 
-    async fn next_line(&mut self) -> outrigger_api::Snapshot {
+    /// The state the lines so far add up to.
+    pub fn held(&self) -> &Snapshot {
+        self.held.as_ref().expect("a first line was read")
+    }
+
+    /// The next line as sent, and its length in bytes; applied to the state held.
+    pub async fn next_event(&mut self) -> (WatchEvent, usize) {
+        let line = tokio::time::timeout(Duration::from_secs(30), self.next_line())
+            .await
+            .expect("a line within 30s");
+        let event: WatchEvent = serde_json::from_slice(&line).unwrap_or_else(|e| {
+            panic!("not a WatchEvent ({e}): {}", String::from_utf8_lossy(&line))
+        });
+        match (&event, &mut self.held) {
+            (WatchEvent::Full(snapshot), held) => *held = Some(snapshot.clone()),
+            (WatchEvent::Delta(_), None) => panic!("the first line must be full: {event:?}"),
+            (WatchEvent::Delta(delta), Some(held)) => apply(held, delta),
+        }
+        (event, line.len())
+    }
+
+    /// A line's bytes without its newline.
+    async fn next_line(&mut self) -> Vec<u8> {
         loop {
             if let Some(end) = self.buffered.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffered.drain(..=end).collect();
-                return serde_json::from_slice(&line[..end]).expect("a Snapshot");
+                let mut line: Vec<u8> = self.buffered.drain(..=end).collect();
+                line.pop();
+                return line;
             }
             let frame = self
                 .body
@@ -406,6 +453,29 @@ impl WatchStream {
                 self.buffered.extend_from_slice(data);
             }
         }
+    }
+}
+
+/// Applies a delta as docs/watch-protocol.md says a proxy does.
+fn apply(held: &mut Snapshot, delta: &SnapshotDelta) {
+    assert_eq!(held.version, delta.base, "a delta from the version held");
+    held.version = delta.version;
+    if let Some(bundle) = &delta.trust_bundle {
+        held.trust_bundle = bundle.clone();
+    }
+    let key = |s: &ServiceView| (s.namespace.clone(), s.name.clone());
+    for gone in &delta.removed {
+        held.services
+            .retain(|s| (&s.namespace, &s.name) != (&gone.namespace, &gone.name));
+    }
+    for service in &delta.upserted {
+        match held.services.binary_search_by_key(&key(service), key) {
+            Ok(i) => held.services[i] = service.clone(),
+            Err(i) => held.services.insert(i, service.clone()),
+        }
+    }
+    if let Some(update) = &delta.server_policy {
+        held.server_policy = update.spec.clone();
     }
 }
 

@@ -75,6 +75,42 @@ pub struct DemoArgs {
 pub enum CaCommand {
     /// Create the trust anchor, the issuer and the token key in DATA_DIR/ca.
     Init(CaInitArgs),
+    /// Replace the trust anchor with no restart and no failed request, in three steps:
+    /// start, issuer, finish (a running control plane picks each one up).
+    #[command(subcommand)]
+    Rotate(RotateCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RotateCommand {
+    /// Make the next trust anchor and its issuer (DATA_DIR/ca/next); the bundle pushed
+    /// to every sidecar becomes the current anchor plus the next one.
+    Start(RotateArgs),
+    /// Sign every new certificate with the next issuer (run once every sidecar has the
+    /// two-anchor bundle: `outrigger status` converged).
+    Issuer(RotateArgs),
+    /// Make the next anchor the only one, once no certificate of the old issuer can
+    /// still be valid.
+    Finish(RotateFinishArgs),
+}
+
+#[derive(Args)]
+pub struct RotateArgs {
+    #[arg(long, env = "OUTRIGGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RotateFinishArgs {
+    #[arg(long, env = "OUTRIGGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The control plane's --cert-ttl: how long a certificate of the old issuer may live.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub cert_ttl: Duration,
+    /// Remove the old anchor even though certificates signed under it may still be
+    /// valid (their holders then fail to connect until they renew).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand)]

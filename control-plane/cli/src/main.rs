@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod rotate;
 mod status;
 
 use std::process::ExitCode;
@@ -10,7 +11,8 @@ use std::time::SystemTime;
 
 use clap::Parser as _;
 use outrigger_certs::SpiffeId;
-use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init, demo};
+use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init};
+use outrigger_demo as demo;
 
 use crate::cli::{CaCommand, CaInitArgs, Cli, Command, DemoArgs, TokenCommand, TokenCreateArgs};
 
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Ca(CaCommand::Init(args)) => run_ca_init(args),
+        Command::Ca(CaCommand::Rotate(step)) => rotate::run(step),
         Command::Token(TokenCommand::Create(args)) => run_token_create(args),
         Command::ControlPlane(args) => run_control_plane(args.into_config()),
         Command::Demo(args) => run_demo(args),

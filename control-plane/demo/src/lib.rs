@@ -15,8 +15,7 @@ use outrigger_proxy::{Config as ProxyConfig, Proxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::server::{ServeConfig, Server};
-use crate::token::TokenKey;
+use outrigger_control_plane::{ServeConfig, ServeError, Server, TokenKey, ca_init};
 
 /// What the demo is asked to do.
 #[derive(Clone, Debug)]
@@ -34,7 +33,7 @@ pub enum DemoError {
     #[error("{0}")]
     Setup(String),
     #[error("control plane: {0}")]
-    ControlPlane(#[from] crate::server::ServeError),
+    ControlPlane(#[from] ServeError),
     #[error("sidecar: {0}")]
     Proxy(#[from] outrigger_proxy::Error),
 }
@@ -140,7 +139,7 @@ pub async fn run(
         .map_err(setup)?;
     let dir = tmp.path();
     let data = dir.join("data");
-    crate::ca_init::init(&data, outrigger_certs::DEFAULT_TRUST_DOMAIN).map_err(setup)?;
+    ca_init::init(&data, outrigger_certs::DEFAULT_TRUST_DOMAIN).map_err(setup)?;
     let tokens = TokenKey::load(&data).map_err(setup)?;
     let valid_until = SystemTime::now() + Duration::from_secs(3600);
     for name in ["orders", "payments"] {
