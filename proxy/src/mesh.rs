@@ -6,20 +6,23 @@
 //! Nothing here is runtime state: the outbound side builds a service's balancer,
 //! breakers and connections when the service is first called (`outbound::targets`).
 
+mod decode;
 mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use arc_swap::ArcSwap;
-use outrigger_api::{Snapshot, SnapshotDelta, WatchEvent};
 use tokio::sync::watch;
 
 use crate::identity::Identity;
 use crate::inbound::{InboundPolicy, InboundPolicyCell};
 use crate::metrics::ProxyMetrics;
 
+pub use decode::{MeshUpdate, decode};
 pub use table::{MeshTable, ServiceEntry};
+
+use decode::{DeltaState, FullState};
 
 /// A delta that does not follow the version held: something was missed, and only a full
 /// state can repair it.
@@ -76,14 +79,14 @@ impl MeshState {
     }
 
     /// Applies one line of the watch stream; returns the version now held.
-    pub fn apply(&self, event: &WatchEvent) -> Result<u64, MissedUpdate> {
+    pub fn apply(&self, update: &MeshUpdate) -> Result<u64, MissedUpdate> {
         let started = tokio::time::Instant::now();
-        let (version, kind) = match event {
-            WatchEvent::Full(snapshot) => {
+        let (version, kind) = match update {
+            MeshUpdate::Full(snapshot) => {
                 self.apply_full(snapshot);
                 (snapshot.version, "full")
             }
-            WatchEvent::Delta(delta) => {
+            MeshUpdate::Delta(delta) => {
                 self.apply_delta(delta)?;
                 (delta.version, "delta")
             }
@@ -100,15 +103,15 @@ impl MeshState {
         Ok(version)
     }
 
-    fn apply_full(&self, snapshot: &Snapshot) {
+    fn apply_full(&self, snapshot: &FullState) {
         // The bundle first: a new anchor must be trusted before anything uses it.
         self.update_bundle(&snapshot.trust_bundle);
-        let table = MeshTable::from_views(&snapshot.services, self.own_namespace());
+        let table = MeshTable::from_entries(&snapshot.services, self.own_namespace());
         self.table.store(Arc::new(table));
         self.set_inbound_policy(snapshot.server_policy.as_ref());
     }
 
-    fn apply_delta(&self, delta: &SnapshotDelta) -> Result<(), MissedUpdate> {
+    fn apply_delta(&self, delta: &DeltaState) -> Result<(), MissedUpdate> {
         let holding = self.version();
         if delta.base != holding {
             return Err(MissedUpdate {
@@ -155,7 +158,7 @@ impl MeshState {
 mod tests {
     use outrigger_api::{
         Authorization, AuthorizationDefault, EndpointView, Protocol, ServerPolicySpec,
-        ServerPolicyUpdate, ServiceRef, ServiceView,
+        ServerPolicyUpdate, ServiceRef, ServiceView, Snapshot, SnapshotDelta, WatchEvent,
     };
     use outrigger_certs::{CaPaths, TrustBundle, init_ca};
 
@@ -193,11 +196,16 @@ mod tests {
         })
     }
 
+    /// What the proxy makes of `event` on the wire.
+    fn wire(event: &WatchEvent) -> MeshUpdate {
+        decode(&serde_json::to_vec(event).unwrap()).unwrap()
+    }
+
     #[test]
     fn a_full_state_then_deltas_that_follow_it() {
         let (mesh, pem, _dir) = state();
         assert!(!mesh.has_config());
-        mesh.apply(&full(10, &pem, vec![view("a", 1), view("b", 2)]))
+        mesh.apply(&wire(&full(10, &pem, vec![view("a", 1), view("b", 2)])))
             .unwrap();
         assert_eq!(mesh.version(), 10);
         let delta = WatchEvent::Delta(SnapshotDelta {
@@ -210,7 +218,7 @@ mod tests {
             }],
             ..SnapshotDelta::default()
         });
-        assert_eq!(mesh.apply(&delta).unwrap(), 11);
+        assert_eq!(mesh.apply(&wire(&delta)).unwrap(), 11);
         let table = mesh.table();
         assert!(table.lookup("a").is_none());
         assert_eq!(table.lookup("b").unwrap().endpoints[0].port(), 3);
@@ -221,7 +229,8 @@ mod tests {
     #[test]
     fn a_delta_from_another_version_is_refused_and_changes_nothing() {
         let (mesh, pem, _dir) = state();
-        mesh.apply(&full(10, &pem, vec![view("a", 1)])).unwrap();
+        mesh.apply(&wire(&full(10, &pem, vec![view("a", 1)])))
+            .unwrap();
         let skipped = WatchEvent::Delta(SnapshotDelta {
             version: 13,
             base: 12,
@@ -231,7 +240,7 @@ mod tests {
             }],
             ..SnapshotDelta::default()
         });
-        let missed = mesh.apply(&skipped).unwrap_err();
+        let missed = mesh.apply(&wire(&skipped)).unwrap_err();
         assert_eq!((missed.holding, missed.base), (10, 12));
         assert_eq!(mesh.version(), 10);
         assert!(mesh.table().lookup("a").is_some());
@@ -250,12 +259,12 @@ mod tests {
             }),
             ..ServerPolicySpec::default()
         };
-        mesh.apply(&WatchEvent::Full(Snapshot {
+        mesh.apply(&wire(&WatchEvent::Full(Snapshot {
             version: 1,
             trust_bundle: pem.clone(),
             services: vec![],
             server_policy: Some(deny_all.clone()),
-        }))
+        })))
         .unwrap();
         assert!(!cell.load().allows(caller, &http::Method::GET, "/"));
         assert_eq!(cell.load().spec(), Some(&deny_all));
@@ -266,7 +275,7 @@ mod tests {
             upserted: vec![view("a", 1)],
             ..SnapshotDelta::default()
         };
-        mesh.apply(&WatchEvent::Delta(quiet)).unwrap();
+        mesh.apply(&wire(&WatchEvent::Delta(quiet))).unwrap();
         assert!(!cell.load().allows(caller, &http::Method::GET, "/"));
         let removed = SnapshotDelta {
             version: 3,
@@ -274,7 +283,7 @@ mod tests {
             server_policy: Some(ServerPolicyUpdate { spec: None }),
             ..SnapshotDelta::default()
         };
-        mesh.apply(&WatchEvent::Delta(removed)).unwrap();
+        mesh.apply(&wire(&WatchEvent::Delta(removed))).unwrap();
         assert!(cell.load().allows(caller, &http::Method::GET, "/"));
     }
 }

@@ -5,7 +5,7 @@
 //! statuses and counts.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use outrigger_tests::{
     Call, EchoApp, Mesh, PAYMENTS, START_LIMIT, Sidecar, eventually, free_port, loopback,

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use http::Method;
 use http_body_util::BodyExt;
-use outrigger_api::WatchEvent;
 
 use super::ControlPlaneClient;
 use crate::backoff::Backoff;
@@ -94,7 +93,7 @@ async fn watch_once(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue; // keep-alive
             }
-            let event = match serde_json::from_slice::<WatchEvent>(&line) {
+            let event = match crate::mesh::decode(&line) {
                 Ok(event) => event,
                 // Skipping it could leave a gap that the next delta's `base` reveals.
                 Err(error) => return Err(format!("unreadable watch event: {error}")),
@@ -104,6 +103,10 @@ async fn watch_once(
             mesh.apply(&event)
                 .map_err(|missed| format!("{missed}; asking for a full state"))?;
             backoff.reset();
+        }
+        // A full state's line is large; its buffer is not kept once the line is done.
+        if buffer.is_empty() && buffer.capacity() > 64 * 1024 {
+            buffer = BytesMut::new();
         }
         if buffer.len() > MAX_LINE {
             return Err(format!("watch event longer than {MAX_LINE} bytes"));

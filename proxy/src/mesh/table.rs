@@ -7,8 +7,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use outrigger_api::{Protocol, ServiceRef, ServiceView, TrafficPolicySpec};
+#[cfg(test)]
+use outrigger_api::ServiceView;
+use outrigger_api::{Protocol, ServiceRef, TrafficPolicySpec};
 use outrigger_certs::SpiffeId;
+
+use super::decode::WireService;
 
 /// Suffixes of a Kubernetes-style service name that say nothing about which service.
 const CLUSTER_SUFFIXES: [&str; 2] = [".svc.cluster.local", ".svc"];
@@ -30,12 +34,12 @@ pub struct ServiceEntry {
 
 impl ServiceEntry {
     /// The entry for a service as the control plane sent it.
-    pub fn from_view(view: &ServiceView) -> Result<Self, String> {
-        let identity: SpiffeId = view
+    pub(super) fn from_wire(service: &WireService<'_>) -> Result<Self, String> {
+        let identity: SpiffeId = service
             .identity
             .parse()
             .map_err(|e| format!("identity: {e}"))?;
-        let endpoints = view
+        let endpoints = service
             .endpoints
             .iter()
             .map(|e| {
@@ -44,22 +48,22 @@ impl ServiceEntry {
                     .map_err(|_| format!("endpoint {:?} is not ip:port", e.address))
             })
             .collect::<Result<Box<[_]>, _>>()?;
-        let policy = match &view.traffic_policy {
-            Some(spec) => Some(
-                serde_json::to_string(spec)
-                    .map_err(|e| format!("trafficPolicy: {e}"))?
-                    .into_boxed_str(),
-            ),
-            None => None,
-        };
         Ok(ServiceEntry {
-            key: format!("{}.{}", view.name, view.namespace).into_boxed_str(),
-            name_len: view.name.len(),
+            key: format!("{}.{}", service.name, service.namespace).into_boxed_str(),
+            name_len: service.name.len(),
             identity,
-            protocol: view.protocol,
+            protocol: service.protocol,
             endpoints,
-            policy,
+            policy: service.traffic_policy.map(|raw| raw.get().into()),
         })
+    }
+
+    /// The entry for a view, as if it had come over the wire.
+    #[cfg(test)]
+    pub fn from_view(view: &ServiceView) -> Result<Self, String> {
+        let json = serde_json::to_string(view).map_err(|e| e.to_string())?;
+        let wire: WireService<'_> = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        Self::from_wire(&wire)
     }
 
     /// `name.namespace`.
@@ -101,18 +105,28 @@ pub struct MeshTable {
 }
 
 impl MeshTable {
-    /// A table of `views`; a view that cannot be read is skipped with a warning.
-    pub fn from_views(views: &[ServiceView], own_namespace: Option<&str>) -> Self {
+    /// A table of `entries`.
+    pub fn from_entries(entries: &[Arc<ServiceEntry>], own_namespace: Option<&str>) -> Self {
         let mut table = MeshTable::default();
-        table.upsert(views);
+        table.upsert(entries);
         table.index_bare_names(own_namespace);
         table
+    }
+
+    /// A table of `views`; a view that cannot be read is skipped.
+    #[cfg(test)]
+    pub fn from_views(views: &[ServiceView], own_namespace: Option<&str>) -> Self {
+        let entries: Vec<_> = views
+            .iter()
+            .filter_map(|v| ServiceEntry::from_view(v).ok().map(Arc::new))
+            .collect();
+        Self::from_entries(&entries, own_namespace)
     }
 
     /// The table with `upserted` added or replaced and `removed` taken out.
     pub fn changed(
         &self,
-        upserted: &[ServiceView],
+        upserted: &[Arc<ServiceEntry>],
         removed: &[ServiceRef],
         own_namespace: Option<&str>,
     ) -> Self {
@@ -130,19 +144,10 @@ impl MeshTable {
         table
     }
 
-    fn upsert(&mut self, views: &[ServiceView]) {
-        for view in views {
-            match ServiceEntry::from_view(view) {
-                Ok(entry) => {
-                    let entry = Arc::new(entry);
-                    self.services.insert(entry.key.clone(), entry);
-                }
-                Err(error) => tracing::warn!(
-                    service = %format_args!("{}.{}", view.name, view.namespace),
-                    %error,
-                    "skipping service"
-                ),
-            }
+    fn upsert(&mut self, entries: &[Arc<ServiceEntry>]) {
+        self.services.reserve(entries.len());
+        for entry in entries {
+            self.services.insert(entry.key.clone(), entry.clone());
         }
     }
 
@@ -258,8 +263,9 @@ mod tests {
         b.endpoints.push(EndpointView {
             address: "127.0.0.1:5000".into(),
         });
+        let upserted = [b, view("c", "x")].map(|v| Arc::new(ServiceEntry::from_view(&v).unwrap()));
         let next = table.changed(
-            &[b, view("c", "x")],
+            &upserted,
             &[ServiceRef {
                 namespace: "x".into(),
                 name: "a".into(),

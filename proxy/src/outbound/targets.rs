@@ -180,7 +180,9 @@ mod tests {
                 services,
                 server_policy: None,
             });
-            self.mesh.apply(&event).expect("full state applies");
+            self.mesh
+                .apply(&crate::mesh::decode(&serde_json::to_vec(&event).unwrap()).unwrap())
+                .expect("full state applies");
         }
 
         fn upsert(&self, version: u64, service: ServiceView) {
@@ -190,7 +192,9 @@ mod tests {
                 upserted: vec![service],
                 ..SnapshotDelta::default()
             });
-            self.mesh.apply(&event).expect("delta applies");
+            self.mesh
+                .apply(&crate::mesh::decode(&serde_json::to_vec(&event).unwrap()).unwrap())
+                .expect("delta applies");
         }
 
         fn target(&self, host: &str) -> Arc<Target> {
