@@ -101,7 +101,9 @@ impl Admin {
     }
 
     /// What the proxy enforces now: every service of the mesh table, and whether its
-    /// runtime state is built (it has been called recently).
+    /// runtime state is built (it has been called recently). Written straight into the
+    /// body, without an intermediate JSON tree: with 10,000 services, that tree would
+    /// cost the sidecar several megabytes at every call.
     fn config(&self) -> Response<Full<Bytes>> {
         let table = self.mesh.table();
         let built: std::collections::HashSet<String> = self
@@ -112,31 +114,47 @@ impl Admin {
             .collect();
         let mut entries: Vec<_> = table.entries().collect();
         entries.sort_by(|a, b| a.key().cmp(b.key()));
-        let services: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "name": e.name(),
-                    "namespace": e.namespace(),
-                    "identity": e.identity.as_str(),
-                    "endpoints": e.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "active": built.contains(e.key()),
+        let view = ConfigView {
+            identity: self.identity.id().map(|id| id.as_str()),
+            certificate_expires_at: self.identity.expires_at(),
+            config_version: self.mesh.version(),
+            services: entries
+                .iter()
+                .map(|e| ServiceConfig {
+                    name: e.name(),
+                    namespace: e.namespace(),
+                    identity: e.identity.as_str(),
+                    endpoints: &e.endpoints,
+                    active: built.contains(e.key()),
                 })
-            })
-            .collect();
-        let body = serde_json::json!({
-            "identity": self.identity.id().map(|id| id.as_str()),
-            "certificate_expires_at": self.identity.expires_at(),
-            "config_version": self.mesh.version(),
-            "services": services,
-        });
-        let mut response = text(StatusCode::OK, body.to_string());
+                .collect(),
+        };
+        let body = serde_json::to_vec(&view).unwrap_or_default();
+        let mut response = text(StatusCode::OK, body);
         response.headers_mut().insert(
             CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
         response
     }
+}
+
+/// `/config`, as JSON.
+#[derive(serde::Serialize)]
+struct ConfigView<'a> {
+    identity: Option<&'a str>,
+    certificate_expires_at: i64,
+    config_version: u64,
+    services: Vec<ServiceConfig<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ServiceConfig<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    identity: &'a str,
+    endpoints: &'a [std::net::SocketAddr],
+    active: bool,
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

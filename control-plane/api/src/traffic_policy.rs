@@ -31,14 +31,14 @@ pub struct TrafficPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bulkhead: Option<Bulkhead>,
+    pub bulkhead: Option<BulkheadSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
     /// Overrides for matching requests; the first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<Route>,
+    pub routes: Vec<RouteSpec>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,9 +68,9 @@ pub struct Retries {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<Backoff>,
+    pub backoff: Option<BackoffSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget: Option<RetryBudget>,
+    pub budget: Option<RetryBudgetSpec>,
     /// Retry methods that are not idempotent too (POST, PATCH): an opt-in, best set only
     /// on the routes whose handlers tolerate a repeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,14 +87,14 @@ impl Retries {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Backoff {
+pub struct BackoffSpec {
     pub base: HumanDuration,
     pub max: HumanDuration,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RetryBudget {
+pub struct RetryBudgetSpec {
     /// Retries allowed as a share of requests (0.2 = 20%).
     pub ratio: f64,
     /// Retries allowed per second regardless of the ratio.
@@ -108,7 +108,7 @@ pub struct CircuitBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_rate: Option<FailureRate>,
+    pub failure_rate: Option<FailureRateSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_ejection: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,7 +119,7 @@ pub struct CircuitBreaker {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct FailureRate {
+pub struct FailureRateSpec {
     pub threshold: f64,
     pub min_requests: u32,
     pub window: HumanDuration,
@@ -127,7 +127,7 @@ pub struct FailureRate {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Bulkhead {
+pub struct BulkheadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,7 +161,7 @@ pub struct Fallback {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Route {
+pub struct RouteSpec {
     #[serde(rename = "match")]
     pub matches: RequestMatch,
     #[serde(default, skip_serializing_if = "Option::is_none")]

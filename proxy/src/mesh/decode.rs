@@ -4,10 +4,11 @@
 //! the parsed form of every service never exists at once, so decoding does not leave
 //! the process with a heap sized for the whole mesh.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use outrigger_api::{EndpointView, Protocol, ServerPolicySpec, ServerPolicyUpdate, ServiceRef};
+use outrigger_api::{Protocol, ServerPolicySpec, ServerPolicyUpdate, ServiceRef};
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -47,16 +48,29 @@ pub struct DeltaState {
     pub server_policy: Option<ServerPolicyUpdate>,
 }
 
-/// A service as sent (`outrigger_api::ServiceView`), its policy left as text.
+/// A service as sent (`outrigger_api::ServiceView`), its policy left as text. Strings
+/// borrow from the line where they can (no escapes), so reading a service allocates
+/// little besides its entry.
 #[derive(Deserialize)]
 pub(super) struct WireService<'a> {
-    pub name: String,
-    pub namespace: String,
-    pub identity: String,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub namespace: Cow<'a, str>,
+    #[serde(borrow)]
+    pub identity: Cow<'a, str>,
     pub protocol: Protocol,
-    pub endpoints: Vec<EndpointView>,
+    #[serde(borrow)]
+    pub endpoints: Vec<WireEndpoint<'a>>,
     #[serde(default, borrow)]
     pub traffic_policy: Option<&'a RawValue>,
+}
+
+/// An endpoint as sent (`outrigger_api::EndpointView`).
+#[derive(Deserialize)]
+pub(super) struct WireEndpoint<'a> {
+    #[serde(borrow)]
+    pub address: Cow<'a, str>,
 }
 
 /// Decodes one line.
@@ -98,7 +112,9 @@ fn entries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Arc<Service
 
 #[cfg(test)]
 mod tests {
-    use outrigger_api::{ServiceView, Snapshot, SnapshotDelta, TrafficPolicySpec, WatchEvent};
+    use outrigger_api::{
+        EndpointView, ServiceView, Snapshot, SnapshotDelta, TrafficPolicySpec, WatchEvent,
+    };
 
     use super::*;
 

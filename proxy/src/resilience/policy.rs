@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::Method;
 use outrigger_api::{
-    Bulkhead as BulkheadSpec, CircuitBreaker, Fallback, Retries, Timeouts, TrafficPolicySpec,
+    BulkheadSpec, CircuitBreaker, Fallback, Retries, Timeouts, TrafficPolicySpec,
 };
 
 use super::breaker::{BreakerConfig, FailureRate};
@@ -205,7 +205,7 @@ fn bulkhead_policy(spec: Option<&BulkheadSpec>) -> BulkheadPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outrigger_api::{HumanDuration, RequestMatch, Route};
+    use outrigger_api::{HumanDuration, RequestMatch, RouteSpec};
 
     fn ms(n: u64) -> Option<HumanDuration> {
         Some(HumanDuration(Duration::from_millis(n)))
@@ -248,7 +248,7 @@ mod tests {
                 ..Retries::default()
             }),
             routes: vec![
-                Route {
+                RouteSpec {
                     matches: RequestMatch {
                         path_prefix: Some("/charge".into()),
                         methods: vec!["POST".into()],
@@ -263,7 +263,7 @@ mod tests {
                     }),
                     fallback: None,
                 },
-                Route {
+                RouteSpec {
                     matches: RequestMatch {
                         path_prefix: Some("/charge".into()),
                         methods: vec![],
@@ -303,7 +303,7 @@ mod tests {
     fn a_failure_rate_alone_disables_the_consecutive_default() {
         let spec = TrafficPolicySpec {
             circuit_breaker: Some(CircuitBreaker {
-                failure_rate: Some(outrigger_api::FailureRate {
+                failure_rate: Some(outrigger_api::FailureRateSpec {
                     threshold: 0.5,
                     min_requests: 20,
                     window: HumanDuration(Duration::from_secs(10)),

@@ -145,9 +145,14 @@ fn write_file(mesh: &Mesh, first: usize, n: usize, endpoints: &[SocketAddr], fir
     mesh.write_policy(&format!("services-{start:06}.yaml"), &yaml);
 }
 
+/// From `/metrics`, which stays small: `/config` lists every service of the mesh, and
+/// polling it would measure the page rather than the sidecar.
 async fn config_version(sidecar: &Sidecar) -> u64 {
-    let config = sidecar.config().await;
-    config["config_version"].as_u64().expect("config_version")
+    let version = sidecar
+        .metric("outrigger_config_version")
+        .await
+        .expect("outrigger_config_version");
+    version as u64
 }
 
 /// A line of /proc/<pid>/status, in bytes.

@@ -3,7 +3,7 @@ use std::time::Duration;
 use super::*;
 use crate::resource::TargetRef;
 use crate::server_policy::{Authorization, AuthorizationRule, Concurrency, RateLimit};
-use crate::traffic_policy::{Backoff, CircuitBreaker, FailureRate, RetryBudget, Route};
+use crate::traffic_policy::{BackoffSpec, CircuitBreaker, FailureRateSpec, RetryBudgetSpec, RouteSpec};
 
 const TD: &str = "cluster.local";
 
@@ -79,11 +79,11 @@ fn a_full_valid_traffic_policy_has_no_problems() {
             attempts: Some(2),
             per_try_timeout: Some(ms(500)),
             retry_on: Some(vec!["5xx".into(), "503".into()]),
-            backoff: Some(Backoff {
+            backoff: Some(BackoffSpec {
                 base: ms(25),
                 max: ms(25),
             }),
-            budget: Some(RetryBudget {
+            budget: Some(RetryBudgetSpec {
                 ratio: 1.0,
                 min_per_second: 0,
                 window: ms(10_000),
@@ -106,11 +106,11 @@ fn traffic_policy_problems_have_paths() {
         attempts: Some(1),
         per_try_timeout: Some(ms(0)),
         retry_on: Some(vec!["reset".into(), "sometimes".into()]),
-        backoff: Some(Backoff {
+        backoff: Some(BackoffSpec {
             base: ms(300),
             max: ms(250),
         }),
-        budget: Some(RetryBudget {
+        budget: Some(RetryBudgetSpec {
             ratio: 1.5,
             min_per_second: 10,
             window: ms(10_000),
@@ -123,7 +123,7 @@ fn traffic_policy_problems_have_paths() {
         },
         retries: Some(bad_retries.clone()),
         circuit_breaker: Some(CircuitBreaker {
-            failure_rate: Some(FailureRate {
+            failure_rate: Some(FailureRateSpec {
                 threshold: -0.1,
                 min_requests: 1,
                 window: ms(1000),
@@ -138,7 +138,7 @@ fn traffic_policy_problems_have_paths() {
             body: String::new(),
             headers: [("bad header".to_string(), "x".to_string())].into(),
         }),
-        routes: vec![Route {
+        routes: vec![RouteSpec {
             matches: RequestMatch {
                 path_prefix: Some("charge".into()),
                 methods: vec!["POST".into(), "post".into()],
