@@ -7,10 +7,11 @@
 //! breakers and connections when the service is first called (`outbound::targets`).
 
 mod decode;
+mod policies;
 mod table;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -22,7 +23,8 @@ use crate::metrics::ProxyMetrics;
 pub use decode::{MeshUpdate, decode};
 pub use table::{MeshTable, ServiceEntry};
 
-use decode::{DeltaState, FullState};
+use decode::{DeltaState, FullState, WireService};
+use policies::PolicyInterner;
 
 /// A delta that does not follow the version held: something was missed, and only a full
 /// state can repair it.
@@ -39,6 +41,8 @@ pub struct MeshState {
     /// The version applied: 0 until the first full state. The heartbeats report it.
     applied: watch::Sender<u64>,
     inbound_policy: Arc<InboundPolicyCell>,
+    /// The TrafficPolicies the table's entries refer to. Only the watch writes.
+    policies: Mutex<PolicyInterner>,
     identity: Arc<Identity>,
     metrics: Arc<ProxyMetrics>,
 }
@@ -49,6 +53,7 @@ impl MeshState {
             table: ArcSwap::from_pointee(MeshTable::default()),
             applied: watch::channel(0).0,
             inbound_policy: Arc::new(InboundPolicyCell::default()),
+            policies: Mutex::new(PolicyInterner::default()),
             identity,
             metrics,
         })
@@ -79,7 +84,7 @@ impl MeshState {
     }
 
     /// Applies one line of the watch stream; returns the version now held.
-    pub fn apply(&self, update: &MeshUpdate) -> Result<u64, MissedUpdate> {
+    pub fn apply(&self, update: &MeshUpdate<'_>) -> Result<u64, MissedUpdate> {
         let started = tokio::time::Instant::now();
         let (version, kind) = match update {
             MeshUpdate::Full(snapshot) => {
@@ -97,21 +102,24 @@ impl MeshState {
             version,
             kind,
             services = self.table.load().len(),
+            distinct_policies = self.policies.lock().map_or(0, |p| p.len()),
             took_us = started.elapsed().as_micros() as u64,
             "config applied"
         );
         Ok(version)
     }
 
-    fn apply_full(&self, snapshot: &FullState) {
+    fn apply_full(&self, snapshot: &FullState<'_>) {
         // The bundle first: a new anchor must be trusted before anything uses it.
         self.update_bundle(&snapshot.trust_bundle);
-        let table = MeshTable::from_entries(&snapshot.services, self.own_namespace());
+        let entries = self.entries(&snapshot.services);
+        let table = MeshTable::from_entries(entries, self.own_namespace());
         self.table.store(Arc::new(table));
+        self.forget_unused_policies();
         self.set_inbound_policy(snapshot.server_policy.as_ref());
     }
 
-    fn apply_delta(&self, delta: &DeltaState) -> Result<(), MissedUpdate> {
+    fn apply_delta(&self, delta: &DeltaState<'_>) -> Result<(), MissedUpdate> {
         let holding = self.version();
         if delta.base != holding {
             return Err(MissedUpdate {
@@ -123,16 +131,49 @@ impl MeshState {
             self.update_bundle(bundle);
         }
         if !delta.upserted.is_empty() || !delta.removed.is_empty() {
-            let table =
-                self.table
-                    .load()
-                    .changed(&delta.upserted, &delta.removed, self.own_namespace());
+            let upserted = self.entries(&delta.upserted);
+            let table = self
+                .table
+                .load()
+                .changed(upserted, &delta.removed, self.own_namespace());
             self.table.store(Arc::new(table));
+            self.forget_unused_policies();
         }
         if let Some(update) = &delta.server_policy {
             self.set_inbound_policy(update.spec.as_ref());
         }
         Ok(())
+    }
+
+    /// Table entries for services as sent; one that cannot be used is skipped with a
+    /// warning, and the others still apply.
+    fn entries(&self, services: &[WireService<'_>]) -> Vec<Arc<ServiceEntry>> {
+        let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        services
+            .iter()
+            .filter_map(
+                |service| match ServiceEntry::from_wire(service, &mut policies) {
+                    Ok(entry) => Some(Arc::new(entry)),
+                    Err(error) => {
+                        tracing::warn!(
+                            service = %format_args!("{}.{}", service.name, service.namespace),
+                            %error,
+                            "skipping service"
+                        );
+                        None
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Drops the policies of entries that are gone (once the old table is: a request
+    /// still holding it keeps its entries' policies alive, and they go on the next pass).
+    fn forget_unused_policies(&self) {
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget_unused();
     }
 
     fn own_namespace(&self) -> Option<&str> {
@@ -196,16 +237,19 @@ mod tests {
         })
     }
 
-    /// What the proxy makes of `event` on the wire.
-    fn wire(event: &WatchEvent) -> MeshUpdate {
-        decode(&serde_json::to_vec(event).unwrap()).unwrap()
+    impl MeshState {
+        /// Applies `event` as it arrives on the wire.
+        pub(crate) fn apply_event(&self, event: &WatchEvent) -> Result<u64, MissedUpdate> {
+            let line = serde_json::to_vec(event).expect("encodes");
+            self.apply(&decode(&line).expect("decodes"))
+        }
     }
 
     #[test]
     fn a_full_state_then_deltas_that_follow_it() {
         let (mesh, pem, _dir) = state();
         assert!(!mesh.has_config());
-        mesh.apply(&wire(&full(10, &pem, vec![view("a", 1), view("b", 2)])))
+        mesh.apply_event(&full(10, &pem, vec![view("a", 1), view("b", 2)]))
             .unwrap();
         assert_eq!(mesh.version(), 10);
         let delta = WatchEvent::Delta(SnapshotDelta {
@@ -218,7 +262,7 @@ mod tests {
             }],
             ..SnapshotDelta::default()
         });
-        assert_eq!(mesh.apply(&wire(&delta)).unwrap(), 11);
+        assert_eq!(mesh.apply_event(&delta).unwrap(), 11);
         let table = mesh.table();
         assert!(table.lookup("a").is_none());
         assert_eq!(table.lookup("b").unwrap().endpoints[0].port(), 3);
@@ -229,7 +273,7 @@ mod tests {
     #[test]
     fn a_delta_from_another_version_is_refused_and_changes_nothing() {
         let (mesh, pem, _dir) = state();
-        mesh.apply(&wire(&full(10, &pem, vec![view("a", 1)])))
+        mesh.apply_event(&full(10, &pem, vec![view("a", 1)]))
             .unwrap();
         let skipped = WatchEvent::Delta(SnapshotDelta {
             version: 13,
@@ -240,7 +284,7 @@ mod tests {
             }],
             ..SnapshotDelta::default()
         });
-        let missed = mesh.apply(&wire(&skipped)).unwrap_err();
+        let missed = mesh.apply_event(&skipped).unwrap_err();
         assert_eq!((missed.holding, missed.base), (10, 12));
         assert_eq!(mesh.version(), 10);
         assert!(mesh.table().lookup("a").is_some());
@@ -259,12 +303,12 @@ mod tests {
             }),
             ..ServerPolicySpec::default()
         };
-        mesh.apply(&wire(&WatchEvent::Full(Snapshot {
+        mesh.apply_event(&WatchEvent::Full(Snapshot {
             version: 1,
             trust_bundle: pem.clone(),
             services: vec![],
             server_policy: Some(deny_all.clone()),
-        })))
+        }))
         .unwrap();
         assert!(!cell.load().allows(caller, &http::Method::GET, "/"));
         assert_eq!(cell.load().spec(), Some(&deny_all));
@@ -275,7 +319,7 @@ mod tests {
             upserted: vec![view("a", 1)],
             ..SnapshotDelta::default()
         };
-        mesh.apply(&wire(&WatchEvent::Delta(quiet))).unwrap();
+        mesh.apply_event(&WatchEvent::Delta(quiet)).unwrap();
         assert!(!cell.load().allows(caller, &http::Method::GET, "/"));
         let removed = SnapshotDelta {
             version: 3,
@@ -283,7 +327,7 @@ mod tests {
             server_policy: Some(ServerPolicyUpdate { spec: None }),
             ..SnapshotDelta::default()
         };
-        mesh.apply(&wire(&WatchEvent::Delta(removed))).unwrap();
+        mesh.apply_event(&WatchEvent::Delta(removed)).unwrap();
         assert!(cell.load().allows(caller, &http::Method::GET, "/"));
     }
 }

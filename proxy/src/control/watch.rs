@@ -98,8 +98,6 @@ async fn watch_once(
                 // Skipping it could leave a gap that the next delta's `base` reveals.
                 Err(error) => return Err(format!("unreadable watch event: {error}")),
             };
-            // The line's buffer is not needed any more: free it before applying.
-            drop(line);
             mesh.apply(&event)
                 .map_err(|missed| format!("{missed}; asking for a full state"))?;
             backoff.reset();

@@ -1,47 +1,43 @@
-//! Decoding a watch line (docs/watch-protocol.md) straight into table entries. A full
-//! state of 10,000 services is decoded one service at a time, each turned into its
-//! compact entry at once, and a TrafficPolicy is kept as the JSON text it arrived as:
-//! the parsed form of every service never exists at once, so decoding does not leave
-//! the process with a heap sized for the whole mesh.
+//! Decoding a watch line (docs/watch-protocol.md). Services are read as borrowed views
+//! of the line (their policies as raw JSON), and become table entries when applied: the
+//! parsed form of the whole mesh never exists at once, so decoding does not leave the
+//! process with a heap sized for the whole mesh.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::sync::Arc;
 
 use outrigger_api::{Protocol, ServerPolicySpec, ServerPolicyUpdate, ServiceRef};
 use serde::Deserialize;
-use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-
-use super::table::ServiceEntry;
 
 /// One line of the watch stream, as the proxy uses it (the wire form is
 /// `outrigger_api::WatchEvent`; this reads the same JSON).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MeshUpdate {
-    Full(FullState),
-    Delta(DeltaState),
+pub enum MeshUpdate<'a> {
+    #[serde(borrow)]
+    Full(FullState<'a>),
+    #[serde(borrow)]
+    Delta(DeltaState<'a>),
 }
 
 #[derive(Debug, Deserialize)]
-pub struct FullState {
+pub struct FullState<'a> {
     pub version: u64,
     pub trust_bundle: String,
-    #[serde(deserialize_with = "entries")]
-    pub services: Vec<Arc<ServiceEntry>>,
+    #[serde(borrow)]
+    pub services: Vec<WireService<'a>>,
     #[serde(default)]
     pub server_policy: Option<ServerPolicySpec>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DeltaState {
+pub struct DeltaState<'a> {
     pub version: u64,
     pub base: u64,
     #[serde(default)]
     pub trust_bundle: Option<String>,
-    #[serde(default, deserialize_with = "entries")]
-    pub upserted: Vec<Arc<ServiceEntry>>,
+    #[serde(default, borrow)]
+    pub upserted: Vec<WireService<'a>>,
     #[serde(default)]
     pub removed: Vec<ServiceRef>,
     #[serde(default)]
@@ -50,9 +46,9 @@ pub struct DeltaState {
 
 /// A service as sent (`outrigger_api::ServiceView`), its policy left as text. Strings
 /// borrow from the line where they can (no escapes), so reading a service allocates
-/// little besides its entry.
-#[derive(Deserialize)]
-pub(super) struct WireService<'a> {
+/// little.
+#[derive(Debug, Deserialize)]
+pub struct WireService<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
     #[serde(borrow)]
@@ -67,47 +63,15 @@ pub(super) struct WireService<'a> {
 }
 
 /// An endpoint as sent (`outrigger_api::EndpointView`).
-#[derive(Deserialize)]
-pub(super) struct WireEndpoint<'a> {
+#[derive(Debug, Deserialize)]
+pub struct WireEndpoint<'a> {
     #[serde(borrow)]
     pub address: Cow<'a, str>,
 }
 
-/// Decodes one line.
-pub fn decode(line: &[u8]) -> Result<MeshUpdate, serde_json::Error> {
+/// Decodes one line; the update borrows from it.
+pub fn decode(line: &[u8]) -> Result<MeshUpdate<'_>, serde_json::Error> {
     serde_json::from_slice(line)
-}
-
-/// A list of services, each made into its entry as soon as it is read. A service that
-/// cannot be used is skipped with a warning; the others still apply.
-fn entries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Arc<ServiceEntry>>, D::Error> {
-    struct Entries;
-
-    impl<'de> Visitor<'de> for Entries {
-        type Value = Vec<Arc<ServiceEntry>>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of services")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(service) = seq.next_element::<WireService<'de>>()? {
-                match ServiceEntry::from_wire(&service) {
-                    Ok(entry) => entries.push(Arc::new(entry)),
-                    Err(error) => tracing::warn!(
-                        service = %format_args!("{}.{}", service.name, service.namespace),
-                        %error,
-                        "skipping service"
-                    ),
-                }
-            }
-            entries.shrink_to_fit();
-            Ok(entries)
-        }
-    }
-
-    deserializer.deserialize_seq(Entries)
 }
 
 #[cfg(test)]
@@ -148,12 +112,14 @@ mod tests {
         };
         assert_eq!(state.version, 7);
         assert_eq!(state.services.len(), 2);
-        assert_eq!(state.services[1].key(), "b.shop");
-        assert_eq!(
-            state.services[0].traffic_policy(),
-            view("a", "").traffic_policy,
-            "the policy survives as text"
+        assert_eq!(state.services[1].name, "b");
+        assert!(
+            matches!(state.services[1].name, Cow::Borrowed(_)),
+            "borrowed from the line"
         );
+        let policy: TrafficPolicySpec =
+            serde_json::from_str(state.services[0].traffic_policy.unwrap().get()).unwrap();
+        assert_eq!(Some(policy), view("a", "").traffic_policy, "kept as text");
 
         let delta = WatchEvent::Delta(SnapshotDelta {
             version: 8,
@@ -166,20 +132,12 @@ mod tests {
             panic!("a delta");
         };
         assert_eq!((delta.version, delta.base), (8, 7));
-        assert_eq!(delta.upserted[0].key(), "c.shop");
+        assert_eq!(delta.upserted[0].name, "c");
         assert!(delta.removed.is_empty() && delta.server_policy.is_none());
     }
 
     #[test]
-    fn a_bad_service_is_skipped_and_a_bad_line_is_an_error() {
-        let line = br#"{"full":{"version":1,"trust_bundle":"","services":[
-            {"name":"bad","namespace":"x","identity":"nope","protocol":"http","endpoints":[]},
-            {"name":"good","namespace":"x","identity":"spiffe://cluster.local/ns/x/sa/good","protocol":"http","endpoints":[{"address":"127.0.0.1:1"}]}
-        ]}}"#;
-        let MeshUpdate::Full(state) = decode(line).unwrap() else {
-            panic!("a full state");
-        };
-        assert_eq!(state.services.len(), 1);
+    fn a_bad_line_is_an_error() {
         assert!(decode(br#"{"full":{"version":1}}"#).is_err());
         assert!(decode(b"{\"partial\":").is_err());
     }

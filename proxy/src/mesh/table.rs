@@ -1,9 +1,11 @@
 //! The compact table of the mesh: one small entry per service (names, identity, protocol,
-//! endpoint addresses, and its TrafficPolicy kept as JSON text), indexed by the names an
+//! endpoint addresses, and a reference to its TrafficPolicy), indexed by the names an
 //! app may use for it. Nothing in it grows with traffic, and nothing is built per service
 //! until the service is called: at 10,000 services the table is a few megabytes.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use outrigger_api::{Protocol, ServiceRef, TrafficPolicySpec};
 use outrigger_certs::SpiffeId;
 
 use super::decode::WireService;
+use super::policies::{self, PolicyInterner};
 
 /// Suffixes of a Kubernetes-style service name that say nothing about which service.
 const CLUSTER_SUFFIXES: [&str; 2] = [".svc.cluster.local", ".svc"];
@@ -27,14 +30,17 @@ pub struct ServiceEntry {
     pub identity: SpiffeId,
     pub protocol: Protocol,
     pub endpoints: Box<[SocketAddr]>,
-    /// The TrafficPolicy as compact JSON, parsed when the service is first called: the
-    /// parsed form is several times larger, and most services are never called.
-    policy: Option<Box<str>>,
+    /// The TrafficPolicy, as interned JSON text shared with every service that has the
+    /// same one ([`PolicyInterner`]); parsed when the service is first called.
+    policy: Option<Arc<str>>,
 }
 
 impl ServiceEntry {
     /// The entry for a service as the control plane sent it.
-    pub(super) fn from_wire(service: &WireService<'_>) -> Result<Self, String> {
+    pub fn from_wire(
+        service: &WireService<'_>,
+        policies: &mut PolicyInterner,
+    ) -> Result<Self, String> {
         let identity: SpiffeId = service
             .identity
             .parse()
@@ -48,13 +54,21 @@ impl ServiceEntry {
                     .map_err(|_| format!("endpoint {:?} is not ip:port", e.address))
             })
             .collect::<Result<Box<[_]>, _>>()?;
+        let policy = match service.traffic_policy {
+            Some(raw) => Some(
+                policies
+                    .intern(raw)
+                    .map_err(|e| format!("trafficPolicy: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(ServiceEntry {
             key: format!("{}.{}", service.name, service.namespace).into_boxed_str(),
             name_len: service.name.len(),
             identity,
             protocol: service.protocol,
             endpoints,
-            policy: service.traffic_policy.map(|raw| raw.get().into()),
+            policy,
         })
     }
 
@@ -63,7 +77,7 @@ impl ServiceEntry {
     pub fn from_view(view: &ServiceView) -> Result<Self, String> {
         let json = serde_json::to_string(view).map_err(|e| e.to_string())?;
         let wire: WireService<'_> = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-        Self::from_wire(&wire)
+        Self::from_wire(&wire, &mut PolicyInterner::default())
     }
 
     /// `name.namespace`.
@@ -79,11 +93,12 @@ impl ServiceEntry {
         &self.key[self.name_len + 1..]
     }
 
-    /// The service's TrafficPolicy (`None`: DESIGN.md's defaults). Parsed on each call:
-    /// the caller builds the service's runtime state from it once.
+    /// The service's TrafficPolicy (`None`: DESIGN.md's defaults), without its
+    /// `targetRef`. Parsed on each call: the caller builds the service's runtime state
+    /// from it once.
     pub fn traffic_policy(&self) -> Option<TrafficPolicySpec> {
-        let json = self.policy.as_deref()?;
-        match serde_json::from_str(json) {
+        let text = self.policy.as_deref()?;
+        match policies::parse(text) {
             Ok(spec) => Some(spec),
             Err(error) => {
                 // It was serialized by this process from a parsed spec.
@@ -94,19 +109,69 @@ impl ServiceEntry {
     }
 }
 
+/// An entry in a set, found by its `name.namespace` (the set holds no second copy of
+/// the key).
+#[derive(Clone, Debug)]
+struct ByKey(Arc<ServiceEntry>);
+
+/// An entry in a set, found by its bare name.
+#[derive(Clone, Debug)]
+struct ByName(Arc<ServiceEntry>);
+
+impl Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that a `&str` finds it.
+        self.0.key().hash(state);
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for ByKey {}
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        self.0.name()
+    }
+}
+
+impl Hash for ByName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state);
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for ByName {}
+
 /// Every service of the mesh at one config version. Replaced whole on each change (the
 /// entries are shared between versions, so a change copies only the indexes).
 #[derive(Clone, Debug, Default)]
 pub struct MeshTable {
-    /// `name.namespace` → entry.
-    services: HashMap<Box<str>, Arc<ServiceEntry>>,
-    /// A bare name: the service of that name in our own namespace, else the only one.
-    bare: HashMap<Box<str>, Arc<ServiceEntry>>,
+    /// By `name.namespace`.
+    services: HashSet<ByKey>,
+    /// By bare name: the service of that name in our own namespace, else the only one.
+    bare: HashSet<ByName>,
 }
 
 impl MeshTable {
     /// A table of `entries`.
-    pub fn from_entries(entries: &[Arc<ServiceEntry>], own_namespace: Option<&str>) -> Self {
+    pub fn from_entries(entries: Vec<Arc<ServiceEntry>>, own_namespace: Option<&str>) -> Self {
         let mut table = MeshTable::default();
         table.upsert(entries);
         table.index_bare_names(own_namespace);
@@ -120,19 +185,19 @@ impl MeshTable {
             .iter()
             .filter_map(|v| ServiceEntry::from_view(v).ok().map(Arc::new))
             .collect();
-        Self::from_entries(&entries, own_namespace)
+        Self::from_entries(entries, own_namespace)
     }
 
     /// The table with `upserted` added or replaced and `removed` taken out.
     pub fn changed(
         &self,
-        upserted: &[Arc<ServiceEntry>],
+        upserted: Vec<Arc<ServiceEntry>>,
         removed: &[ServiceRef],
         own_namespace: Option<&str>,
     ) -> Self {
         let mut table = MeshTable {
             services: self.services.clone(),
-            bare: HashMap::new(),
+            bare: HashSet::new(),
         };
         for gone in removed {
             table
@@ -144,31 +209,35 @@ impl MeshTable {
         table
     }
 
-    fn upsert(&mut self, entries: &[Arc<ServiceEntry>]) {
+    fn upsert(&mut self, entries: Vec<Arc<ServiceEntry>>) {
         self.services.reserve(entries.len());
         for entry in entries {
-            self.services.insert(entry.key.clone(), entry.clone());
+            // `replace`, not `insert`: an equal key must take the new entry.
+            self.services.replace(ByKey(entry));
         }
     }
 
     fn index_bare_names(&mut self, own_namespace: Option<&str>) {
-        let mut bare: HashMap<Box<str>, (Arc<ServiceEntry>, usize)> = HashMap::new();
-        for entry in self.services.values() {
+        let mut candidates: HashMap<&str, (&Arc<ServiceEntry>, usize)> =
+            HashMap::with_capacity(self.services.len());
+        for ByKey(entry) in &self.services {
             let ours = Some(entry.namespace()) == own_namespace;
-            bare.entry(entry.name().into())
+            candidates
+                .entry(entry.name())
                 .and_modify(|(chosen, count)| {
                     *count += 1;
                     if ours {
-                        *chosen = entry.clone();
+                        *chosen = entry;
                     }
                 })
-                .or_insert_with(|| (entry.clone(), 1));
+                .or_insert((entry, 1));
         }
-        self.bare = bare
-            .into_iter()
-            .filter(|(_, (entry, count))| *count == 1 || Some(entry.namespace()) == own_namespace)
-            .map(|(name, (entry, _))| (name, entry))
+        let bare: HashSet<ByName> = candidates
+            .into_values()
+            .filter(|(entry, count)| *count == 1 || Some(entry.namespace()) == own_namespace)
+            .map(|(entry, _)| ByName(entry.clone()))
             .collect();
+        self.bare = bare;
     }
 
     /// The service for a request's host: `name`, `name.namespace`, `name.namespace.svc` or
@@ -186,15 +255,15 @@ impl MeshTable {
             .find_map(|suffix| host.strip_suffix(suffix))
             .unwrap_or(host);
         if host.contains('.') {
-            self.services.get(host)
+            self.services.get(host).map(|e| &e.0)
         } else {
-            self.bare.get(host)
+            self.bare.get(host).map(|e| &e.0)
         }
     }
 
     /// The entry of `name.namespace`.
     pub fn get(&self, key: &str) -> Option<&Arc<ServiceEntry>> {
-        self.services.get(key)
+        self.services.get(key).map(|e| &e.0)
     }
 
     pub fn len(&self) -> usize {
@@ -203,7 +272,7 @@ impl MeshTable {
 
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Arc<ServiceEntry>> {
-        self.services.values()
+        self.services.iter().map(|e| &e.0)
     }
 }
 
@@ -263,9 +332,11 @@ mod tests {
         b.endpoints.push(EndpointView {
             address: "127.0.0.1:5000".into(),
         });
-        let upserted = [b, view("c", "x")].map(|v| Arc::new(ServiceEntry::from_view(&v).unwrap()));
+        let upserted = [b, view("c", "x")]
+            .map(|v| Arc::new(ServiceEntry::from_view(&v).unwrap()))
+            .to_vec();
         let next = table.changed(
-            &upserted,
+            upserted,
             &[ServiceRef {
                 namespace: "x".into(),
                 name: "a".into(),

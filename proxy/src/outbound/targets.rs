@@ -180,9 +180,7 @@ mod tests {
                 services,
                 server_policy: None,
             });
-            self.mesh
-                .apply(&crate::mesh::decode(&serde_json::to_vec(&event).unwrap()).unwrap())
-                .expect("full state applies");
+            self.mesh.apply_event(&event).expect("full state applies");
         }
 
         fn upsert(&self, version: u64, service: ServiceView) {
@@ -192,9 +190,7 @@ mod tests {
                 upserted: vec![service],
                 ..SnapshotDelta::default()
             });
-            self.mesh
-                .apply(&crate::mesh::decode(&serde_json::to_vec(&event).unwrap()).unwrap())
-                .expect("delta applies");
+            self.mesh.apply_event(&event).expect("delta applies");
         }
 
         fn target(&self, host: &str) -> Arc<Target> {

@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use http::Method;
-use outrigger_api::{
-    BulkheadSpec, CircuitBreaker, Fallback, Retries, Timeouts, TrafficPolicySpec,
-};
+use outrigger_api::{BulkheadSpec, CircuitBreaker, Fallback, Retries, Timeouts, TrafficPolicySpec};
 
 use super::breaker::{BreakerConfig, FailureRate};
 use super::retry_on::RetryOn;

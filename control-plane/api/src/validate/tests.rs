@@ -3,7 +3,9 @@ use std::time::Duration;
 use super::*;
 use crate::resource::TargetRef;
 use crate::server_policy::{Authorization, AuthorizationRule, Concurrency, RateLimit};
-use crate::traffic_policy::{BackoffSpec, CircuitBreaker, FailureRateSpec, RetryBudgetSpec, RouteSpec};
+use crate::traffic_policy::{
+    BackoffSpec, CircuitBreaker, FailureRateSpec, RetryBudgetSpec, RouteSpec,
+};
 
 const TD: &str = "cluster.local";
 
