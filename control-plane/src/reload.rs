@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
-use crate::policy::{self, PolicyErrors};
+use crate::policy::{self, FileCache, PolicyErrors};
 use crate::snapshot::SnapshotPublisher;
 
 /// Quiet time after the last event before reloading.
@@ -67,18 +67,37 @@ pub struct Reloader {
     pub publisher: SnapshotPublisher,
     pub health: Arc<ConfigHealth>,
     pub metrics: Arc<Metrics>,
+    /// The files as last parsed: a reload parses only those that changed.
+    pub files: Arc<Mutex<FileCache>>,
 }
 
 impl Reloader {
     /// One reload (blocking file I/O).
     pub fn reload(&self) -> Reloaded {
-        match policy::load_dir(&self.dir, &self.trust_domain) {
+        let started = std::time::Instant::now();
+        let loaded = {
+            let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            policy::check_paths_cached(
+                std::slice::from_ref(&self.dir),
+                &self.trust_domain,
+                &mut files,
+            )
+            .result
+        };
+        let read = started.elapsed();
+        match loaded {
             Ok(policy) => {
                 self.health.set(Vec::new());
                 self.metrics.reloaded(true);
                 match self.publisher.publish_policy(policy) {
                     Some(version) => {
-                        info!(version, "policy reloaded from {}", self.dir.display());
+                        info!(
+                            version,
+                            read_ms = read.as_millis() as u64,
+                            published_ms = started.elapsed().as_millis() as u64,
+                            "policy reloaded from {}",
+                            self.dir.display()
+                        );
                         Reloaded::Published(version)
                     }
                     None => {

@@ -156,6 +156,14 @@ impl Mesh {
         .await;
     }
 
+    /// What the control plane has logged so far.
+    pub fn control_plane_log(&self) -> String {
+        self.control_plane
+            .as_ref()
+            .map(Process::log)
+            .unwrap_or_default()
+    }
+
     /// Kills the control plane at once, as a crash would.
     pub fn kill_control_plane(&mut self) {
         if let Some(mut cp) = self.control_plane.take() {

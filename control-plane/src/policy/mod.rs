@@ -8,6 +8,7 @@
 
 mod documents;
 mod errors;
+mod file_cache;
 mod header;
 mod invalid;
 mod located;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use outrigger_api::{MeshService, ServerPolicy, ServerPolicySpec, ServiceView, TrafficPolicy};
 
 pub use self::errors::{PolicyError, PolicyErrors};
+pub use self::file_cache::FileCache;
 pub use self::service_key::ServiceKey;
 
 use self::header::Kind;
@@ -73,6 +75,17 @@ pub struct CheckReport {
 
 /// [`load_paths`], also counting the files read.
 pub fn check_paths(paths: &[PathBuf], trust_domain: &str) -> CheckReport {
+    check_paths_cached(paths, trust_domain, &mut FileCache::default())
+}
+
+/// [`check_paths`], re-parsing only the files whose text is not in `cache` (which is
+/// then updated): what a reload does, so that an edit costs the file edited, not the
+/// whole mesh.
+pub fn check_paths_cached(
+    paths: &[PathBuf],
+    trust_domain: &str,
+    cache: &mut FileCache,
+) -> CheckReport {
     let mut loader = Loader::new(trust_domain);
     let mut files = Vec::new();
     for path in paths {
@@ -89,10 +102,11 @@ pub fn check_paths(paths: &[PathBuf], trust_domain: &str) -> CheckReport {
     }
     for path in &files {
         match fs::read_to_string(path) {
-            Ok(text) => loader.add_file(path, &text),
+            Ok(text) => loader.merge(cache.parsed(path, text, trust_domain)),
             Err(e) => loader.io_error(path, &e),
         }
     }
+    cache.keep_only(&files);
     CheckReport {
         files: files.len(),
         result: loader.finish(),
@@ -154,6 +168,7 @@ impl Origin {
 }
 
 /// Accumulates documents file by file, then makes the checks that hold across them.
+#[derive(Clone, Debug)]
 pub struct Loader {
     trust_domain: String,
     errors: Vec<PolicyError>,
@@ -185,6 +200,16 @@ impl Loader {
             field: None,
             message: format!("cannot read: {e}"),
         });
+    }
+
+    /// Adds what another loader read (one file's documents, from the cache).
+    fn merge(&mut self, other: &Loader) {
+        self.errors.extend(other.errors.iter().cloned());
+        self.services.extend(other.services.iter().cloned());
+        self.traffic.extend(other.traffic.iter().cloned());
+        self.server.extend(other.server.iter().cloned());
+        self.broken_services
+            .extend(other.broken_services.iter().cloned());
     }
 
     /// Adds every document of one file; `path` names it in errors.

@@ -163,7 +163,11 @@ impl Server {
                 ca_dir.display()
             ))
         })?;
-        let policy = policy::load_dir(&config.policy_dir, &td)?;
+        // The first load fills the cache that later reloads parse against.
+        let mut files = policy::FileCache::default();
+        let policy =
+            policy::check_paths_cached(std::slice::from_ref(&config.policy_dir), &td, &mut files)
+                .result?;
         info!(
             services = policy.services.len(),
             traffic_policies = policy
@@ -196,6 +200,7 @@ impl Server {
             publisher: snapshots.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
+            files: Arc::new(std::sync::Mutex::new(files)),
         };
         let registry = Registry::new(config.registration_ttl, snapshots.clone());
         let shared = Arc::new(Shared {

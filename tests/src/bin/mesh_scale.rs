@@ -111,6 +111,15 @@ async fn measure(n: usize) -> Row {
             format!("{} in {} µs", field("kind="), field("took_us="))
         })
         .unwrap_or_default();
+    if std::env::var_os("MESH_SCALE_VERBOSE").is_some() {
+        for line in mesh
+            .control_plane_log()
+            .lines()
+            .filter(|l| l.contains("reloaded"))
+        {
+            eprintln!("control plane: {line}");
+        }
+    }
     Row {
         rss_ready,
         rss_called,
