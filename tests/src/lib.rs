@@ -9,6 +9,7 @@ pub mod load;
 pub mod mesh;
 pub mod process;
 pub mod relay;
+pub mod sidecar;
 pub mod traffic;
 
 pub use apps::EchoApp;
@@ -18,7 +19,8 @@ pub use client::{
 pub use cluster::{Cluster, PAYMENTS};
 pub use faults::Fault;
 pub use load::{Call, outcome, send_many, tally};
-pub use mesh::{Mesh, START_LIMIT, Sidecar};
-pub use process::{Process, bin, eventually, free_port, loopback, run};
+pub use mesh::Mesh;
+pub use process::{Process, START_LIMIT, bin, eventually, free_port, loopback, run};
 pub use relay::RelayApp;
+pub use sidecar::Sidecar;
 pub use traffic::Traffic;

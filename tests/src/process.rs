@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Upper bound for a process to become ready; only a broken build waits this long.
+pub const START_LIMIT: Duration = Duration::from_secs(30);
+
 /// Path of a workspace binary, built next to this test binary by `cargo test --workspace`
 /// (or beside this program, for the harness's own binaries).
 pub fn bin(name: &str) -> PathBuf {
