@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cli::{path, stderr, stdout};
 use crate::client::get_h1;
-use crate::process::{Process, START_LIMIT, bin, eventually, free_port, loopback, run};
+use crate::control_plane::ControlPlane;
+use crate::process::{Process, bin, free_port, loopback, run};
 use crate::sidecar::Sidecar;
 
 pub struct Mesh {
@@ -15,7 +17,7 @@ pub struct Mesh {
     pub cp_http: SocketAddr,
     cert_ttl: String,
     extra_args: Vec<String>,
-    control_plane: Option<Process>,
+    control_plane: Option<ControlPlane>,
 }
 
 impl Mesh {
@@ -32,16 +34,11 @@ impl Mesh {
             dir,
         };
         std::fs::create_dir_all(mesh.policy_dir()).expect("policy dir");
-        let (status, _, stderr) = run(
+        let out = run(
             "outrigger",
-            &[
-                "ca",
-                "init",
-                "--data-dir",
-                mesh.data_dir().to_str().expect("utf-8 path"),
-            ],
+            &["ca", "init", "--data-dir", path(&mesh.data_dir())],
         );
-        assert!(status.success(), "ca init: {stderr}");
+        assert!(out.status.success(), "ca init: {}", stderr(&out));
         mesh
     }
 
@@ -77,6 +74,10 @@ impl Mesh {
     pub fn trust_anchor(&self) -> PathBuf {
         self.data_dir().join("ca").join("trust-anchor.pem")
     }
+    /// The trust anchor file's PEM text.
+    pub fn anchor_pem(&self) -> String {
+        std::fs::read_to_string(self.trust_anchor()).expect("trust anchor")
+    }
 
     /// Writes a MeshService whose instances present `identity` ("ns/sa").
     pub fn add_service(
@@ -100,12 +101,7 @@ impl Mesh {
 
     /// Writes (or replaces) a policy file; `yaml` is the whole file.
     pub fn write_policy(&self, file: &str, yaml: &str) {
-        let path = self.policy_dir().join(file);
-        // Write-then-rename, as editors and ConfigMap updates do, so a reload never sees
-        // half a file.
-        let tmp = self.policy_dir().join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, yaml).expect("write policy");
-        std::fs::rename(&tmp, path).expect("rename policy");
+        write_atomically(&self.policy_dir().join(file), yaml);
     }
 
     /// Writes (or replaces) the TrafficPolicy of `name.namespace`; `spec` is the YAML under
@@ -126,31 +122,17 @@ impl Mesh {
         );
     }
 
+    /// Starts the control plane on [`Mesh::cp_api`] and [`Mesh::cp_http`] (the same
+    /// ports after a restart), with the mesh's certificate lifetime and flags.
     pub async fn start_control_plane(&mut self) {
-        let mut command = Command::new(bin("outrigger"));
-        command
-            .arg("control-plane")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--policy-dir")
-            .arg(self.policy_dir())
-            .arg("--listen")
-            .arg(self.cp_api.to_string())
-            .arg("--http")
-            .arg(self.cp_http.to_string())
-            .arg("--cert-ttl")
-            .arg(&self.cert_ttl)
-            .args(&self.extra_args);
+        let mut flags = vec!["--cert-ttl".to_string(), self.cert_ttl.clone()];
+        flags.extend(self.extra_args.iter().cloned());
         // Tests that restart a control plane with registered instances ask for a warm-up.
         if !self.extra_args.iter().any(|a| a == "--registration-warmup") {
-            command.args(["--registration-warmup", "0s"]);
+            flags.extend(["--registration-warmup".to_string(), "0s".to_string()]);
         }
-        self.control_plane = Some(Process::spawn("control-plane", command, self.root()));
-        let http = self.cp_http;
-        eventually("control plane ready", START_LIMIT, || async move {
-            matches!(get_h1(http, "localhost", "/ready").await, Ok(r) if r.status == 200)
-        })
-        .await;
+        let control_plane = ControlPlane::start_on(self, self.cp_api, self.cp_http, &flags).await;
+        self.control_plane = Some(control_plane);
     }
 
     /// Kills the control plane at once, as a crash would.
@@ -160,27 +142,40 @@ impl Mesh {
         }
     }
 
-    /// A bootstrap token for "ns/sa", in a file, as a sidecar is given it.
-    pub fn token_file(&self, identity: &str) -> PathBuf {
-        let (status, stdout, stderr) = run(
+    /// A bootstrap token for "ns/sa" from `outrigger token create`, whose stdout must be
+    /// the token alone.
+    pub fn token(&self, identity: &str) -> String {
+        let out = run(
             "outrigger",
             &[
                 "token",
                 "create",
                 "--data-dir",
-                self.data_dir().to_str().expect("utf-8 path"),
+                path(&self.data_dir()),
                 "--identity",
                 identity,
             ],
         );
-        assert!(status.success(), "token create: {stderr}");
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let token = stdout(&out);
+        assert_eq!(
+            token.trim_end().lines().count(),
+            1,
+            "only the token: {token:?}"
+        );
+        token.trim_end().to_string()
+    }
+
+    /// A bootstrap token for "ns/sa", in a file, as a sidecar is given it.
+    pub fn token_file(&self, identity: &str) -> PathBuf {
+        let token = self.token(identity);
         // One file per call: a sidecar still starting must never read a half-written one.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self
             .root()
             .join(format!("token-{}-{n}", identity.replace('/', "-")));
-        std::fs::write(&path, stdout.trim()).expect("write token");
+        std::fs::write(&path, token).expect("write token");
         path
     }
 
@@ -230,6 +225,18 @@ impl Mesh {
             admin,
         }
     }
+}
+
+/// Replaces a file as editors and ConfigMap updates do, so that a reload never sees half
+/// a file: write a temp file beside it, then rename.
+pub fn write_atomically(file: &Path, text: &str) {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    let tmp = file.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, file).expect("rename over the file");
 }
 
 fn policy_yaml(kind: &str, namespace: &str, name: &str, spec: &str) -> String {
