@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod control_plane_client;
 pub mod faults;
+pub mod fixtures;
 pub mod load;
 pub mod mesh;
 pub mod process;
@@ -29,6 +30,7 @@ pub use control_plane_client::{
     send_on_connection,
 };
 pub use faults::Fault;
+pub use fixtures::{DESIGN_EXAMPLE, PAYMENTS_YAML, fixtures_dir};
 pub use load::{Call, outcome, send_many, tally};
 pub use mesh::{Mesh, write_atomically};
 pub use process::{Process, START_LIMIT, bin, eventually, free_port, loopback, run};

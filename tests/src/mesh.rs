@@ -8,6 +8,7 @@ use std::process::Command;
 use crate::cli::{path, stderr, stdout};
 use crate::client::get_h1;
 use crate::control_plane::ControlPlane;
+use crate::fixtures::PAYMENTS_YAML;
 use crate::process::{Process, bin, free_port, loopback, run};
 use crate::sidecar::Sidecar;
 
@@ -39,6 +40,14 @@ impl Mesh {
             &["ca", "init", "--data-dir", path(&mesh.data_dir())],
         );
         assert!(out.status.success(), "ca init: {}", stderr(&out));
+        mesh
+    }
+
+    /// [`Mesh::new`] with `shop.yaml` in the policy dir: the payments MeshService
+    /// ([`PAYMENTS_YAML`]).
+    pub fn with_payments() -> Mesh {
+        let mesh = Mesh::new();
+        mesh.write_policy("shop.yaml", PAYMENTS_YAML);
         mesh
     }
 
