@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::apps::EchoApp;
 use crate::client::Reply;
 use crate::load::{Call, send_many};
-use crate::mesh::{Mesh, Sidecar};
+use crate::mesh::Mesh;
 use crate::process::{free_port, loopback};
+use crate::sidecar::Sidecar;
 
 /// The authority the caller uses.
 pub const PAYMENTS: &str = "payments.shop";

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
+use crate::cli::{path, stderr, stdout};
 use crate::client::get_h1;
-use crate::process::{Process, bin, eventually, free_port, loopback, run};
-
-/// Upper bound for a process to become ready; only a broken build waits this long.
-pub const START_LIMIT: Duration = Duration::from_secs(30);
+use crate::control_plane::ControlPlane;
+use crate::fixtures::PAYMENTS_YAML;
+use crate::process::{Process, bin, free_port, loopback, run};
+use crate::sidecar::Sidecar;
 
 pub struct Mesh {
     dir: tempfile::TempDir,
@@ -18,7 +18,7 @@ pub struct Mesh {
     pub cp_http: SocketAddr,
     cert_ttl: String,
     extra_args: Vec<String>,
-    control_plane: Option<Process>,
+    control_plane: Option<ControlPlane>,
 }
 
 impl Mesh {
@@ -35,16 +35,19 @@ impl Mesh {
             dir,
         };
         std::fs::create_dir_all(mesh.policy_dir()).expect("policy dir");
-        let (status, _, stderr) = run(
+        let out = run(
             "outrigger",
-            &[
-                "ca",
-                "init",
-                "--data-dir",
-                mesh.data_dir().to_str().expect("utf-8 path"),
-            ],
+            &["ca", "init", "--data-dir", path(&mesh.data_dir())],
         );
-        assert!(status.success(), "ca init: {stderr}");
+        assert!(out.status.success(), "ca init: {}", stderr(&out));
+        mesh
+    }
+
+    /// [`Mesh::new`] with `shop.yaml` in the policy dir: the payments MeshService
+    /// ([`PAYMENTS_YAML`]).
+    pub fn with_payments() -> Mesh {
+        let mesh = Mesh::new();
+        mesh.write_policy("shop.yaml", PAYMENTS_YAML);
         mesh
     }
 
@@ -80,6 +83,10 @@ impl Mesh {
     pub fn trust_anchor(&self) -> PathBuf {
         self.data_dir().join("ca").join("trust-anchor.pem")
     }
+    /// The trust anchor file's PEM text.
+    pub fn anchor_pem(&self) -> String {
+        std::fs::read_to_string(self.trust_anchor()).expect("trust anchor")
+    }
 
     /// Writes a MeshService whose instances present `identity` ("ns/sa").
     pub fn add_service(
@@ -103,12 +110,7 @@ impl Mesh {
 
     /// Writes (or replaces) a policy file; `yaml` is the whole file.
     pub fn write_policy(&self, file: &str, yaml: &str) {
-        let path = self.policy_dir().join(file);
-        // Write-then-rename, as editors and ConfigMap updates do, so a reload never sees
-        // half a file.
-        let tmp = self.policy_dir().join(format!(".{file}.tmp"));
-        std::fs::write(&tmp, yaml).expect("write policy");
-        std::fs::rename(&tmp, path).expect("rename policy");
+        write_atomically(&self.policy_dir().join(file), yaml);
     }
 
     /// Writes (or replaces) the TrafficPolicy of `name.namespace`; `spec` is the YAML under
@@ -129,31 +131,17 @@ impl Mesh {
         );
     }
 
+    /// Starts the control plane on [`Mesh::cp_api`] and [`Mesh::cp_http`] (the same
+    /// ports after a restart), with the mesh's certificate lifetime and flags.
     pub async fn start_control_plane(&mut self) {
-        let mut command = Command::new(bin("outrigger"));
-        command
-            .arg("control-plane")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--policy-dir")
-            .arg(self.policy_dir())
-            .arg("--listen")
-            .arg(self.cp_api.to_string())
-            .arg("--http")
-            .arg(self.cp_http.to_string())
-            .arg("--cert-ttl")
-            .arg(&self.cert_ttl)
-            .args(&self.extra_args);
+        let mut flags = vec!["--cert-ttl".to_string(), self.cert_ttl.clone()];
+        flags.extend(self.extra_args.iter().cloned());
         // Tests that restart a control plane with registered instances ask for a warm-up.
         if !self.extra_args.iter().any(|a| a == "--registration-warmup") {
-            command.args(["--registration-warmup", "0s"]);
+            flags.extend(["--registration-warmup".to_string(), "0s".to_string()]);
         }
-        self.control_plane = Some(Process::spawn("control-plane", command, self.root()));
-        let http = self.cp_http;
-        eventually("control plane ready", START_LIMIT, || async move {
-            matches!(get_h1(http, "localhost", "/ready").await, Ok(r) if r.status == 200)
-        })
-        .await;
+        let control_plane = ControlPlane::start_on(self, self.cp_api, self.cp_http, &flags).await;
+        self.control_plane = Some(control_plane);
     }
 
     /// What the control plane has logged so far.
@@ -171,27 +159,40 @@ impl Mesh {
         }
     }
 
-    /// A bootstrap token for "ns/sa", in a file, as a sidecar is given it.
-    pub fn token_file(&self, identity: &str) -> PathBuf {
-        let (status, stdout, stderr) = run(
+    /// A bootstrap token for "ns/sa" from `outrigger token create`, whose stdout must be
+    /// the token alone.
+    pub fn token(&self, identity: &str) -> String {
+        let out = run(
             "outrigger",
             &[
                 "token",
                 "create",
                 "--data-dir",
-                self.data_dir().to_str().expect("utf-8 path"),
+                path(&self.data_dir()),
                 "--identity",
                 identity,
             ],
         );
-        assert!(status.success(), "token create: {stderr}");
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let token = stdout(&out);
+        assert_eq!(
+            token.trim_end().lines().count(),
+            1,
+            "only the token: {token:?}"
+        );
+        token.trim_end().to_string()
+    }
+
+    /// A bootstrap token for "ns/sa", in a file, as a sidecar is given it.
+    pub fn token_file(&self, identity: &str) -> PathBuf {
+        let token = self.token(identity);
         // One file per call: a sidecar still starting must never read a half-written one.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self
             .root()
             .join(format!("token-{}-{n}", identity.replace('/', "-")));
-        std::fs::write(&path, stdout.trim()).expect("write token");
+        std::fs::write(&path, token).expect("write token");
         path
     }
 
@@ -243,6 +244,18 @@ impl Mesh {
     }
 }
 
+/// Replaces a file as editors and ConfigMap updates do, so that a reload never sees half
+/// a file: write a temp file beside it, then rename.
+pub fn write_atomically(file: &Path, text: &str) {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    let tmp = file.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, file).expect("rename over the file");
+}
+
 fn policy_yaml(kind: &str, namespace: &str, name: &str, spec: &str) -> String {
     format!(
         "apiVersion: outrigger.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  targetRef: {{kind: MeshService, name: {name}}}\n{spec}"
@@ -252,160 +265,5 @@ fn policy_yaml(kind: &str, namespace: &str, name: &str, spec: &str) -> String {
 impl Default for Mesh {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-pub struct Sidecar {
-    pub process: Process,
-    pub inbound: SocketAddr,
-    pub outbound: SocketAddr,
-    pub admin: SocketAddr,
-}
-
-impl Sidecar {
-    pub async fn wait_ready(&self) {
-        let admin = self.admin;
-        eventually("sidecar ready", START_LIMIT, || async move {
-            matches!(get_h1(admin, "localhost", "/ready").await, Ok(r) if r.status == 200)
-        })
-        .await;
-    }
-
-    /// The admin `/config` (what the sidecar enforces now), as JSON.
-    pub async fn config(&self) -> serde_json::Value {
-        get_h1(self.admin, "localhost", "/config")
-            .await
-            .expect("GET /config")
-            .json()
-    }
-
-    /// The endpoints this sidecar currently has for `service` (its name).
-    pub async fn endpoints_of(&self, service: &str) -> Vec<String> {
-        let config = self.config().await;
-        config["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["name"] == service)
-            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-            .filter_map(|e| e.as_str().map(str::to_string))
-            .collect()
-    }
-
-    /// The admin `/metrics` text.
-    pub async fn metrics(&self) -> String {
-        get_h1(self.admin, "localhost", "/metrics")
-            .await
-            .expect("scrape metrics")
-            .body
-    }
-
-    /// The admin `/circuits` (every endpoint's breaker), as JSON.
-    pub async fn circuits(&self) -> serde_json::Value {
-        get_h1(self.admin, "localhost", "/circuits")
-            .await
-            .expect("GET /circuits")
-            .json()
-    }
-
-    /// What `/circuits` says about one endpoint of `service` ("name.namespace").
-    pub async fn circuit(&self, service: &str, endpoint: &str) -> Option<serde_json::Value> {
-        let circuits = self.circuits().await;
-        circuits["services"]
-            .as_array()?
-            .iter()
-            .filter(|s| s["service"] == service)
-            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-            .find(|e| e["endpoint"] == endpoint)
-    }
-
-    /// The sum of the samples of metric `name` whose labels include all of `labels`
-    /// (0 when there is none): e.g. `("outrigger_requests_total", &[("error", "timeout")])`.
-    pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        sum_samples(&self.metrics().await, name, labels)
-    }
-
-    /// One sample's value from `/metrics`, by its full series text.
-    pub async fn metric(&self, series: &str) -> Option<f64> {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-    }
-}
-
-/// The sum of the samples of `name` in Prometheus text whose labels include all of
-/// `labels`.
-pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let (series, value) = rest.rsplit_once(' ')?;
-            let inner = match series {
-                "" => "",
-                s => s.strip_prefix('{')?.strip_suffix('}')?,
-            };
-            let found: Vec<&str> = split_labels(inner);
-            labels
-                .iter()
-                .all(|(k, v)| found.contains(&format!("{k}=\"{v}\"").as_str()))
-                .then(|| value.trim().parse::<f64>().ok())?
-        })
-        .sum()
-}
-
-/// `a="x",b="y,z"` → `["a=\"x\"", "b=\"y,z\""]` (commas inside quotes kept).
-fn split_labels(inner: &str) -> Vec<&str> {
-    let (mut parts, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
-    for (i, c) in inner.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&inner[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if start < inner.len() {
-        parts.push(&inner[start..]);
-    }
-    parts
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sum_samples;
-
-    #[test]
-    fn sums_samples_by_label_subset() {
-        let text = "# HELP x y\n\
-            outrigger_retries_total{service=\"a.shop\"} 3\n\
-            outrigger_retries_total{service=\"b.shop\"} 4\n\
-            outrigger_retries_total_x{service=\"a.shop\"} 100\n\
-            outrigger_requests_total{direction=\"outbound\",service=\"a.shop\",status_code=\"504\",error=\"timeout\"} 2\n\
-            outrigger_requests_total{direction=\"inbound\",service=\"a,shop\",status_code=\"504\",error=\"timeout\"} 5\n\
-            outrigger_config_version 7\n";
-        assert_eq!(sum_samples(text, "outrigger_retries_total", &[]), 7.0);
-        assert_eq!(
-            sum_samples(text, "outrigger_retries_total", &[("service", "a.shop")]),
-            3.0
-        );
-        assert_eq!(
-            sum_samples(text, "outrigger_requests_total", &[("error", "timeout")]),
-            7.0
-        );
-        assert_eq!(
-            sum_samples(
-                text,
-                "outrigger_requests_total",
-                &[("direction", "outbound"), ("error", "timeout")]
-            ),
-            2.0
-        );
-        assert_eq!(sum_samples(text, "outrigger_config_version", &[]), 7.0);
-        assert_eq!(sum_samples(text, "outrigger_missing", &[]), 0.0);
     }
 }

@@ -4,8 +4,11 @@
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Upper bound for a process to become ready; only a broken build waits this long.
+pub const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// Path of a workspace binary, built next to this test binary by `cargo test --workspace`
 /// (or beside this program, for the harness's own binaries).
@@ -149,18 +152,13 @@ impl Drop for Process {
     }
 }
 
-/// Runs a binary to completion and returns (status, stdout, stderr).
-pub fn run(name: &str, args: &[&str]) -> (ExitStatus, String, String) {
-    let output = Command::new(bin(name))
+/// Runs a binary to completion; [`crate::cli`] reads what it printed.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name))
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("run {name}: {e}"));
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
 
 /// Polls `check` until it is true, for at most `limit`. Not a timing assertion: the limit

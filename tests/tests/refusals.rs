@@ -4,11 +4,7 @@
 use std::time::Duration;
 
 use outrigger_certs::{Ca, CertStore, SpiffeId, TrustBundle, WorkloadKey, init_ca};
-use outrigger_tests::{EchoApp, Mesh, free_port, get_h1, get_h2_tls, loopback, tls_client};
-
-fn id(short: &str) -> SpiffeId {
-    SpiffeId::from_short("cluster.local", short).unwrap()
-}
+use outrigger_tests::{EchoApp, Mesh, free_port, get_h1, get_h2_tls, id, loopback, tls_client};
 
 /// A certificate for `identity` signed by `ca`, in a store a TLS client can present.
 fn store(ca: &Ca, identity: &SpiffeId) -> std::sync::Arc<CertStore> {

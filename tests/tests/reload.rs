@@ -150,9 +150,14 @@ async fn a_dead_control_plane_breaks_nothing_and_its_return_reaches_every_proxy(
     until_served(&b, 0, 20).await;
     let deadline = Instant::now() + START_LIMIT;
     loop {
-        let (status, stdout, stderr) = outrigger_tests::run(
+        let out = outrigger_tests::run(
             "outrigger",
             &["status", "--http", &mesh.cp_http.to_string()],
+        );
+        let (status, stdout, stderr) = (
+            out.status,
+            outrigger_tests::stdout(&out),
+            outrigger_tests::stderr(&out),
         );
         if status.success() {
             assert!(stdout.contains("converged on version"), "{stdout}");

@@ -18,7 +18,7 @@ spec:
 ";
 
 /// DESIGN.md's example, all three kinds, with the header on each document.
-pub(super) const DESIGN_EXAMPLE: &str = include_str!("../../tests/fixtures/design-example.yaml");
+pub(super) const DESIGN_EXAMPLE: &str = include_str!("../../../tests/fixtures/design-example.yaml");
 pub(super) fn load(text: &str) -> Result<Policy, PolicyErrors> {
     let mut loader = Loader::new("cluster.local");
     loader.add_file(Path::new("policy/shop.yaml"), text);

@@ -1,22 +1,23 @@
 //! `GET /v1/watch`: authenticated, newline-delimited events (the full state, then
 //! deltas), ended by shutdown.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use http::StatusCode;
 use http_body_util::BodyExt as _;
 use outrigger_api::{MtlsMode, Snapshot, WatchEvent};
+use outrigger_tests::{
+    ControlPlane, DESIGN_EXAMPLE, Mesh, PAYMENTS_YAML, START_LIMIT, WatchStream, Workload, call,
+    control_plane_tls, enroll, eventually, id, send, write_atomically,
+};
 
 #[tokio::test]
 async fn watch_requires_a_client_certificate() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
     let (status, text) = call(
         cp.api,
-        tls_client(&mesh.anchor_pem(), None),
+        control_plane_tls(&mesh.anchor_pem(), None),
         "GET",
         "/v1/watch",
         None,
@@ -28,14 +29,14 @@ async fn watch_requires_a_client_certificate() {
 
 #[tokio::test]
 async fn watch_streams_the_snapshot_until_shutdown() {
-    let mesh = Mesh::new();
-    let mut cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let mut cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let workload = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
 
     let response = send(
         cp.api,
-        tls_client(&anchor, Some(workload.certs)),
+        control_plane_tls(&anchor, Some(workload.certs)),
         "GET",
         "/v1/watch",
         None,
@@ -68,7 +69,7 @@ async fn watch_streams_the_snapshot_until_shutdown() {
     );
     assert_eq!(payments.endpoints[0].address, "127.0.0.1:14143");
 
-    let (_, metrics) = cp.get_plain("/metrics");
+    let (_, metrics) = cp.get_plain("/metrics").await;
     assert!(
         metrics.contains("outrigger_control_plane_watchers 1\n"),
         "{metrics}"
@@ -118,16 +119,16 @@ async fn first_snapshot(
 
 #[tokio::test]
 async fn each_proxy_gets_its_own_server_policy_and_every_traffic_policy() {
-    let mesh = Mesh::new();
-    std::fs::write(mesh.policy.join("shop.yaml"), DESIGN_EXAMPLE).unwrap();
+    let mesh = Mesh::with_payments();
+    std::fs::write(mesh.policy_dir().join("shop.yaml"), DESIGN_EXAMPLE).unwrap();
     std::fs::write(
-        mesh.policy.join("orders.yaml"),
-        PAYMENTS
+        mesh.policy_dir().join("orders.yaml"),
+        PAYMENTS_YAML
             .replace("payments", "orders")
             .replace("14143", "14144"),
     )
     .unwrap();
-    let cp = ControlPlane::start(&mesh);
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let payments = enroll(
         &cp,
@@ -171,7 +172,7 @@ async fn each_proxy_gets_its_own_server_policy_and_every_traffic_policy() {
     // A malformed parameter is refused.
     let (status, text) = call(
         cp.api,
-        tls_client(&anchor, Some(payments.certs.clone())),
+        control_plane_tls(&anchor, Some(payments.certs.clone())),
         "GET",
         "/v1/watch?service=payments",
         None,
@@ -184,7 +185,7 @@ async fn each_proxy_gets_its_own_server_policy_and_every_traffic_policy() {
 /// `orders.yaml`: shop/orders with one static endpoint on `port` (5 digits, so that every
 /// version of the file has the same length).
 fn orders_yaml(port: u16) -> String {
-    PAYMENTS
+    PAYMENTS_YAML
         .replace("payments", "orders")
         .replace("14143", &port.to_string())
 }
@@ -210,9 +211,9 @@ fn expect_delta(event: WatchEvent) -> outrigger_api::SnapshotDelta {
 
 #[tokio::test]
 async fn after_the_full_state_each_edit_is_a_delta_whose_size_ignores_the_mesh() {
-    let mesh = Mesh::new();
-    write_atomically(&mesh.policy.join("orders.yaml"), &orders_yaml(14144));
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    write_atomically(&mesh.policy_dir().join("orders.yaml"), &orders_yaml(14144));
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let orders = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
     let mut stream = WatchStream::open(&cp, &anchor, &orders, "/v1/watch?proxy=orders-1").await;
@@ -222,7 +223,7 @@ async fn after_the_full_state_each_edit_is_a_delta_whose_size_ignores_the_mesh()
     assert_eq!(first.services.len(), 2);
 
     // One edit: a delta with exactly that service.
-    write_atomically(&mesh.policy.join("orders.yaml"), &orders_yaml(14145));
+    write_atomically(&mesh.policy_dir().join("orders.yaml"), &orders_yaml(14145));
     let (event, small_edit) = stream.next_event().await;
     let delta = expect_delta(event);
     assert_eq!(
@@ -238,11 +239,11 @@ async fn after_the_full_state_each_edit_is_a_delta_whose_size_ignores_the_mesh()
     // A ServerPolicy for payments: nothing orders holds changed, so no line for it; the
     // next delta starts from the version orders was last sent.
     write_atomically(
-        &mesh.policy.join("payments-server.yaml"),
+        &mesh.policy_dir().join("payments-server.yaml"),
         "apiVersion: outrigger.dev/v1alpha1\nkind: ServerPolicy\nmetadata: {name: payments, namespace: shop}\nspec:\n  targetRef: {kind: MeshService, name: payments}\n  mtls: permissive\n",
     );
-    eventually("the ServerPolicy to be served", || {
-        cp.get_plain("/metrics").1.contains(&format!(
+    eventually("the ServerPolicy to be served", START_LIMIT, || async {
+        cp.get_plain("/metrics").await.1.contains(&format!(
             "outrigger_control_plane_config_version {}\n",
             first.version + 2
         ))
@@ -250,7 +251,10 @@ async fn after_the_full_state_each_edit_is_a_delta_whose_size_ignores_the_mesh()
     .await;
 
     // 200 unrelated services join the mesh: one delta with all of them.
-    write_atomically(&mesh.policy.join("zoo.yaml"), &unrelated_services(200));
+    write_atomically(
+        &mesh.policy_dir().join("zoo.yaml"),
+        &unrelated_services(200),
+    );
     let delta = expect_delta(stream.next_event().await.0);
     assert_eq!(
         (delta.base, delta.version),
@@ -263,7 +267,7 @@ async fn after_the_full_state_each_edit_is_a_delta_whose_size_ignores_the_mesh()
     );
 
     // The same edit again, in a mesh of 202 services: a line of the same size.
-    write_atomically(&mesh.policy.join("orders.yaml"), &orders_yaml(14146));
+    write_atomically(&mesh.policy_dir().join("orders.yaml"), &orders_yaml(14146));
     let (event, same_edit) = stream.next_event().await;
     let delta = expect_delta(event);
     assert_eq!(delta.upserted.len(), 1);

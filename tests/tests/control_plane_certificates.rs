@@ -1,13 +1,13 @@
 //! `POST /v1/certificates` over real TLS: who gets which identity, and every refusal.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::*;
 use http::StatusCode;
 use outrigger_certs::{ClientIdVerifier, TrustBundle, WorkloadKey, certs_from_pem};
 use outrigger_control_plane::TokenKey;
+use outrigger_tests::{
+    ControlPlane, Mesh, call, control_plane_tls, enroll, id, identity_of, request_certificate,
+};
 use rustls::pki_types::UnixTime;
 use rustls::server::danger::ClientCertVerifier as _;
 
@@ -20,8 +20,8 @@ fn csr_for(short: &str) -> String {
 
 #[tokio::test]
 async fn the_token_decides_the_identity_not_the_csr() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
     let token = mesh.token("ns/a");
 
     // A CSR asking for ns/b and a DNS name: neither may end up in the certificate.
@@ -34,7 +34,7 @@ async fn the_token_decides_the_identity_not_the_csr() {
 
     let (status, json) = request_certificate(
         cp.api,
-        tls_client(&mesh.anchor_pem(), None),
+        control_plane_tls(&mesh.anchor_pem(), None),
         &csr,
         Some(&token),
     )
@@ -60,7 +60,7 @@ async fn the_token_decides_the_identity_not_the_csr() {
         "{expires_at}"
     );
 
-    let (_, metrics) = cp.get_plain("/metrics");
+    let (_, metrics) = cp.get_plain("/metrics").await;
     assert!(
         metrics
             .contains("outrigger_control_plane_certificates_issued_total{proven_by=\"token\"} 1\n"),
@@ -70,10 +70,10 @@ async fn the_token_decides_the_identity_not_the_csr() {
 
 #[tokio::test]
 async fn bad_proofs_and_bad_requests_are_refused_with_reasons() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
-    let tls = || tls_client(&mesh.anchor_pem(), None);
-    let key = TokenKey::load(&mesh.data).unwrap();
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
+    let tls = || control_plane_tls(&mesh.anchor_pem(), None);
+    let key = TokenKey::load(&mesh.data_dir()).unwrap();
 
     let expired = key.mint(&id("ns/a"), SystemTime::now() - Duration::from_secs(120));
     let (status, json) = request_certificate(cp.api, tls(), &csr_for("ns/a"), Some(&expired)).await;
@@ -135,7 +135,7 @@ async fn bad_proofs_and_bad_requests_are_refused_with_reasons() {
     let (status, _) = call(cp.api, tls(), "GET", "/v2/nothing", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (_, metrics) = cp.get_plain("/metrics");
+    let (_, metrics) = cp.get_plain("/metrics").await;
     assert!(
         metrics.contains("certificate_requests_refused_total{reason=\"unauthenticated\"} 3\n"),
         "{metrics}"
@@ -145,15 +145,15 @@ async fn bad_proofs_and_bad_requests_are_refused_with_reasons() {
 
 #[tokio::test]
 async fn renewal_over_mtls_keeps_the_identity_and_ignores_a_token() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let workload = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
 
     let other = mesh.token("shop/payments");
     let (status, json) = request_certificate(
         cp.api,
-        tls_client(&anchor, Some(workload.certs.clone())),
+        control_plane_tls(&anchor, Some(workload.certs.clone())),
         &csr_for("shop/payments"),
         Some(&other),
     )
@@ -163,7 +163,7 @@ async fn renewal_over_mtls_keeps_the_identity_and_ignores_a_token() {
     assert_eq!(identity_of(renewed), id("shop/orders"));
     assert_ne!(renewed, workload.chain_pem);
 
-    let (_, metrics) = cp.get_plain("/metrics");
+    let (_, metrics) = cp.get_plain("/metrics").await;
     assert!(
         metrics.contains("certificates_issued_total{proven_by=\"certificate\"} 1\n"),
         "{metrics}"
@@ -172,9 +172,9 @@ async fn renewal_over_mtls_keeps_the_identity_and_ignores_a_token() {
 
 #[tokio::test]
 async fn a_restart_keeps_the_ca() {
-    let mesh = Mesh::new();
+    let mesh = Mesh::with_payments();
     let anchor = mesh.anchor_pem();
-    let mut first = ControlPlane::start(&mesh);
+    let mut first = ControlPlane::start(&mesh).await;
     let workload = enroll(
         &first,
         &anchor,
@@ -184,7 +184,7 @@ async fn a_restart_keeps_the_ca() {
     .await;
     assert!(first.terminate().success(), "{}", first.log());
 
-    let second = ControlPlane::start(&mesh);
+    let second = ControlPlane::start(&mesh).await;
     // The old certificate still chains to the anchor file...
     let chain = certs_from_pem(&workload.chain_pem).unwrap();
     let verifier =
@@ -195,7 +195,7 @@ async fn a_restart_keeps_the_ca() {
     // ...the restarted control plane accepts it for renewal...
     let (status, json) = request_certificate(
         second.api,
-        tls_client(&anchor, Some(workload.certs.clone())),
+        control_plane_tls(&anchor, Some(workload.certs.clone())),
         &csr_for("shop/orders"),
         None,
     )

@@ -1,14 +1,15 @@
 //! Trust-anchor rotation with the real binary: `outrigger ca rotate start|issuer|finish`
 //! against one running control plane, never restarted, seen through its API.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use http::StatusCode;
 use outrigger_api::WatchEvent;
 use outrigger_certs::{WorkloadKey, certs_from_pem};
+use outrigger_tests::{
+    ControlPlane, Mesh, WatchStream, control_plane_tls, enroll, id, path, request_certificate, run,
+    stderr, the_error_line,
+};
 
 /// A fresh certificate for shop/orders, asked with a token over TLS that trusts `bundle`:
 /// (the chain's DER, the bundle in the response).
@@ -16,7 +17,7 @@ async fn fresh_certificate(cp: &ControlPlane, bundle: &str, token: &str) -> (Vec
     let key = WorkloadKey::generate().unwrap();
     let csr = key.csr_pem(&id("shop/orders")).unwrap();
     let (status, json) =
-        request_certificate(cp.api, tls_client(bundle, None), &csr, Some(token)).await;
+        request_certificate(cp.api, control_plane_tls(bundle, None), &csr, Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{json}\n{}", cp.log());
     let chain = certs_from_pem(json["certificate_chain"].as_str().unwrap())
         .unwrap()
@@ -58,9 +59,9 @@ async fn until_certificate(
 
 #[tokio::test]
 async fn the_anchor_rotates_in_three_steps_without_a_restart() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
-    let data = path(&mesh.data).to_string();
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
+    let data = path(&mesh.data_dir()).to_string();
     let old_anchor = mesh.anchor_pem();
     let token = mesh.token("shop/orders");
     let workload = enroll(&cp, &old_anchor, &token, &id("shop/orders")).await;
@@ -72,11 +73,11 @@ async fn the_anchor_rotates_in_three_steps_without_a_restart() {
 
     // 1. start: the bundle holds the old and the next anchor, on the watch and in
     // certificate responses.
-    let out = outrigger(&["ca", "rotate", "start", "--data-dir", &data]);
+    let out = run("outrigger", &["ca", "rotate", "start", "--data-dir", &data]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(said.contains("next: "), "{said}");
-    let next_anchor = der_of(&mesh.data.join("ca/next/trust-anchor.pem"));
+    let next_anchor = der_of(&mesh.data_dir().join("ca/next/trust-anchor.pem"));
     let WatchEvent::Delta(delta) = watch.next_event().await.0 else {
         panic!("a delta");
     };
@@ -84,7 +85,7 @@ async fn the_anchor_rotates_in_three_steps_without_a_restart() {
     assert_eq!(
         anchors(&pushed),
         [
-            der_of(&mesh.data.join("ca/trust-anchor.pem")),
+            der_of(&mesh.data_dir().join("ca/trust-anchor.pem")),
             next_anchor.clone()
         ]
     );
@@ -95,24 +96,27 @@ async fn the_anchor_rotates_in_three_steps_without_a_restart() {
     assert_eq!(bundle, pushed);
     assert_ne!(
         chain[1],
-        der_of(&mesh.data.join("ca/next/issuer.pem")),
+        der_of(&mesh.data_dir().join("ca/next/issuer.pem")),
         "old issuer still signs"
     );
-    let again = outrigger(&["ca", "rotate", "start", "--data-dir", &data]);
+    let again = run("outrigger", &["ca", "rotate", "start", "--data-dir", &data]);
     assert!(the_error_line(&again).contains("already under way"));
 
     // 2. issuer: new certificates chain to the next anchor, and so does the control
     // plane's own (a client trusting only the next anchor reaches it).
-    let out = outrigger(&["ca", "rotate", "issuer", "--data-dir", &data]);
+    let out = run(
+        "outrigger",
+        &["ca", "rotate", "issuer", "--data-dir", &data],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    let next_issuer = der_of(&mesh.data.join("ca/next/issuer.pem"));
+    let next_issuer = der_of(&mesh.data_dir().join("ca/next/issuer.pem"));
     let (chain, _) = until_certificate(&cp, &pushed, &token, "the next issuer", |c, _| {
         c[1] == next_issuer
     })
     .await;
     assert_eq!(chain.len(), 2);
     let next_anchor_pem =
-        std::fs::read_to_string(mesh.data.join("ca/next/trust-anchor.pem")).unwrap();
+        std::fs::read_to_string(mesh.data_dir().join("ca/next/trust-anchor.pem")).unwrap();
     // Retried: the serving certificate is re-issued a moment after the issuer moves (a
     // handshake that fails panics inside the spawned task, which is the retry signal).
     let mut served_under_next = false;
@@ -120,7 +124,7 @@ async fn the_anchor_rotates_in_three_steps_without_a_restart() {
         let key = WorkloadKey::generate().unwrap();
         let csr = key.csr_pem(&id("shop/orders")).unwrap();
         let attempt = tokio::spawn({
-            let (api, tls) = (cp.api, tls_client(&next_anchor_pem, None));
+            let (api, tls) = (cp.api, control_plane_tls(&next_anchor_pem, None));
             let token = token.clone();
             async move { request_certificate(api, tls, &csr, Some(&token)).await }
         });
@@ -137,12 +141,18 @@ async fn the_anchor_rotates_in_three_steps_without_a_restart() {
     );
 
     // 3. finish: refused while old certificates may be valid, then forced.
-    let out = outrigger(&["ca", "rotate", "finish", "--data-dir", &data]);
+    let out = run(
+        "outrigger",
+        &["ca", "rotate", "finish", "--data-dir", &data],
+    );
     let line = the_error_line(&out);
     assert!(line.contains("--force"), "{line}");
-    let out = outrigger(&["ca", "rotate", "finish", "--data-dir", &data, "--force"]);
+    let out = run(
+        "outrigger",
+        &["ca", "rotate", "finish", "--data-dir", &data, "--force"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!mesh.data.join("ca/next").exists());
+    assert!(!mesh.data_dir().join("ca/next").exists());
     assert_eq!(mesh.anchor_pem(), next_anchor_pem);
     let (chain, bundle) = until_certificate(&cp, &next_anchor_pem, &token, "one anchor", |_, b| {
         anchors(b).len() == 1

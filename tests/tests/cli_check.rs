@@ -1,23 +1,11 @@
 //! `outrigger check`: the real binary on real files.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-
-use common::*;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use outrigger_tests::{fixtures_dir, path, run, stderr, stdout};
 
 #[test]
 fn reports_every_mistake_with_its_file_line_and_field() {
-    let dir = fixtures().join("broken");
-    let out = outrigger(&["check", path(&dir)]);
+    let dir = fixtures_dir().join("broken");
+    let out = run("outrigger", &["check", path(&dir)]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     let prefix = format!("{}/", path(&dir));
@@ -83,8 +71,8 @@ fn reports_every_mistake_with_its_file_line_and_field() {
 
 #[test]
 fn valid_files_exit_0() {
-    let file = fixtures().join("design-example.yaml");
-    let out = outrigger(&["check", path(&file)]);
+    let file = fixtures_dir().join("design-example.yaml");
+    let out = run("outrigger", &["check", path(&file)]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert_eq!(
         stdout(&out),
@@ -94,8 +82,11 @@ fn valid_files_exit_0() {
 
 #[test]
 fn trust_domain_and_missing_paths() {
-    let file = fixtures().join("design-example.yaml");
-    let out = outrigger(&["check", "--trust-domain", "example.org", path(&file)]);
+    let file = fixtures_dir().join("design-example.yaml");
+    let out = run(
+        "outrigger",
+        &["check", "--trust-domain", "example.org", path(&file)],
+    );
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains(":6: spec.identity: spiffe://cluster.local/ns/shop/sa/payments is not in the trust domain example.org"), "{text}");
@@ -106,11 +97,11 @@ fn trust_domain_and_missing_paths() {
 
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope.yaml");
-    let out = outrigger(&["check", path(&missing)]);
+    let out = run("outrigger", &["check", path(&missing)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).starts_with(&format!("{}: cannot read: ", path(&missing))));
 
-    let out = outrigger(&["check", path(tmp.path())]);
+    let out = run("outrigger", &["check", path(tmp.path())]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("no policy files"), "{}", stdout(&out));
 }

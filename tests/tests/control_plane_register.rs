@@ -1,11 +1,12 @@
 //! `POST /v1/register`: registered instances join their service's endpoints in every
 //! watcher's snapshots, leave when unhealthy or silent, and only for their own service.
 
-mod common;
-
-use common::*;
 use http::StatusCode;
 use outrigger_api::{Heartbeat, HeartbeatResponse, Instance, Snapshot};
+use outrigger_tests::{
+    ControlPlane, Mesh, START_LIMIT, WatchStream, Workload, call, control_plane_tls, enroll,
+    eventually, id,
+};
 
 fn beat(proxy: &str, address: &str, healthy: bool) -> String {
     serde_json::to_string(&Heartbeat {
@@ -27,7 +28,7 @@ async fn register(
     workload: Option<&Workload>,
     body: String,
 ) -> (StatusCode, String) {
-    let tls = tls_client(anchor, workload.map(|w| w.certs.clone()));
+    let tls = control_plane_tls(anchor, workload.map(|w| w.certs.clone()));
     call(cp.api, tls, "POST", "/v1/register", Some(body)).await
 }
 
@@ -44,8 +45,8 @@ fn endpoints(snap: &Snapshot) -> Vec<&str> {
 
 #[tokio::test]
 async fn registered_instances_come_and_go_with_their_health() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let payments = enroll(
         &cp,
@@ -94,7 +95,7 @@ async fn registered_instances_come_and_go_with_their_health() {
     let fourth = watch.next().await;
     assert_eq!(endpoints(&fourth), ["127.0.0.1:14143", "127.0.0.1:24143"]);
     assert_eq!(fourth.version, first.version + 3);
-    let metrics = cp.get_plain("/metrics").1;
+    let metrics = cp.get_plain("/metrics").await.1;
     assert!(
         metrics.contains("outrigger_control_plane_registered_instances 1\n"),
         "{metrics}"
@@ -103,8 +104,8 @@ async fn registered_instances_come_and_go_with_their_health() {
 
 #[tokio::test]
 async fn silent_instances_expire() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start_with(&mesh, &["--registration-ttl", "300ms"]);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start_with(&mesh, &["--registration-ttl", "300ms"]).await;
     let anchor = mesh.anchor_pem();
     let payments = enroll(
         &cp,
@@ -134,8 +135,8 @@ async fn silent_instances_expire() {
 
 #[tokio::test]
 async fn refusals() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let orders = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
     let payments = enroll(
@@ -160,7 +161,7 @@ async fn refusals() {
         text.contains("MeshService shop/payments has identity spiffe://cluster.local/ns/shop/sa/payments, not the caller's spiffe://cluster.local/ns/shop/sa/orders"),
         "{text}"
     );
-    eventually("the refusal to be logged", || {
+    eventually("the refusal to be logged", START_LIMIT, || async {
         cp.log().contains("refused registration")
     })
     .await;

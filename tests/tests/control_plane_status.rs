@@ -1,54 +1,51 @@
 //! `GET /api/status` and `outrigger status`: which proxy runs which version, whether the
 //! mesh has converged, and config errors; exit codes 0, 2 and 1.
 
-mod common;
-
 use std::process::Output;
 
-use common::*;
 use http::StatusCode;
 use outrigger_api::MeshStatus;
+use outrigger_tests::{
+    ControlPlane, Mesh, PAYMENTS_YAML, START_LIMIT, WatchStream, Workload, call, control_plane_tls,
+    enroll, eventually, id, path, run, stderr, stdout, the_error_line, write_atomically,
+};
 
 async fn status_cli(cp: &ControlPlane) -> Output {
     let http = cp.http.to_string();
-    tokio::task::spawn_blocking(move || outrigger(&["status", "--http", &http]))
+    tokio::task::spawn_blocking(move || run("outrigger", &["status", "--http", &http]))
         .await
         .unwrap()
 }
 
-fn api_status(cp: &ControlPlane) -> MeshStatus {
-    let (code, body) = cp.get_plain("/api/status");
+async fn api_status(cp: &ControlPlane) -> MeshStatus {
+    let (code, body) = cp.get_plain("/api/status").await;
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn heartbeat(cp: &ControlPlane, anchor: &str, w: &Workload, body: String) {
-    let tls = tls_client(anchor, Some(w.certs.clone()));
+    let tls = control_plane_tls(anchor, Some(w.certs.clone()));
     let (status, text) = call(cp.api, tls, "POST", "/v1/register", Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{text}");
 }
 
 #[tokio::test]
 async fn status_shows_proxies_versions_and_convergence() {
-    let mesh = Mesh::new();
+    let mesh = Mesh::with_payments();
     std::fs::write(
-        mesh.policy.join("orders.yaml"),
-        PAYMENTS
+        mesh.policy_dir().join("orders.yaml"),
+        PAYMENTS_YAML
             .replace("payments", "orders")
             .replace("14143", "14144"),
     )
     .unwrap();
-    let cp = ControlPlane::start(&mesh);
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
 
     // No proxies: converged, trivially.
     let out = status_cli(&cp).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let version = api_status(&cp).version;
+    let version = api_status(&cp).await.version;
     assert_eq!(
         stdout(&out),
         format!("no proxies known\nconverged on version {version}\n")
@@ -111,7 +108,7 @@ async fn status_shows_proxies_versions_and_convergence() {
     .await;
     let next = watch.next().await.version;
     assert_eq!(next, version + 1);
-    let status = api_status(&cp);
+    let status = api_status(&cp).await;
     assert_eq!(status.version, next);
     assert!(!status.converged);
     let p = status
@@ -134,8 +131,9 @@ async fn status_shows_proxies_versions_and_convergence() {
 
     // A disconnected proxy stays listed, and no longer counts.
     drop(watch);
-    eventually("orders-1 to be disconnected", || {
+    eventually("orders-1 to be disconnected", START_LIMIT, || async {
         api_status(&cp)
+            .await
             .proxies
             .iter()
             .any(|p| p.proxy_id == "orders-1" && !p.connected)
@@ -146,15 +144,15 @@ async fn status_shows_proxies_versions_and_convergence() {
 
 #[tokio::test]
 async fn status_shows_config_errors() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
-    let file = mesh.policy.join("shop.yaml");
-    write_atomically(&file, &PAYMENTS.replace("127.0.0.1:14143", "nowhere"));
-    eventually("the invalid edit to show", || {
-        !api_status(&cp).config_errors.is_empty()
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
+    let file = mesh.policy_dir().join("shop.yaml");
+    write_atomically(&file, &PAYMENTS_YAML.replace("127.0.0.1:14143", "nowhere"));
+    eventually("the invalid edit to show", START_LIMIT, || async {
+        !api_status(&cp).await.config_errors.is_empty()
     })
     .await;
-    let errors = api_status(&cp).config_errors;
+    let errors = api_status(&cp).await.config_errors;
     assert_eq!(
         errors,
         [format!(
@@ -180,7 +178,7 @@ fn status_without_a_control_plane_is_one_error_line() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let out = outrigger(&["status", "--http", &addr]);
+    let out = run("outrigger", &["status", "--http", &addr]);
     let line = the_error_line(&out);
     assert!(
         line.starts_with(&format!(

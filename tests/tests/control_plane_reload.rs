@@ -1,14 +1,15 @@
 //! Live reload: edits on disk reach open watch streams; invalid edits are rejected
 //! (visible in /metrics) and the last good version stays in force until fixed.
 
-mod common;
-
-use common::*;
+use outrigger_tests::{
+    ControlPlane, DESIGN_EXAMPLE, Mesh, PAYMENTS_YAML, START_LIMIT, WatchStream, enroll,
+    eventually, id, path, write_atomically,
+};
 
 #[tokio::test]
 async fn edits_are_pushed_invalid_edits_are_not_and_fixes_are() {
-    let mesh = Mesh::new();
-    let cp = ControlPlane::start(&mesh);
+    let mesh = Mesh::with_payments();
+    let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let orders = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
     let mut stream = WatchStream::open(&cp, &anchor, &orders, "/v1/watch?proxy=orders-1").await;
@@ -16,7 +17,7 @@ async fn edits_are_pushed_invalid_edits_are_not_and_fixes_are() {
     assert!(first.services[0].traffic_policy.is_none());
 
     // An edit: all three kinds, written as editors do.
-    let file = mesh.policy.join("shop.yaml");
+    let file = mesh.policy_dir().join("shop.yaml");
     write_atomically(&file, DESIGN_EXAMPLE);
     let second = stream.next().await;
     assert_eq!(second.version, first.version + 1);
@@ -33,13 +34,14 @@ async fn edits_are_pushed_invalid_edits_are_not_and_fixes_are() {
             .replace("attempts: 2 ", "attempts: 3 ")
             .replace("base: 25ms", "base: 25"),
     );
-    eventually("the invalid edit to be reported", || {
+    eventually("the invalid edit to be reported", START_LIMIT, || async {
         cp.get_plain("/metrics")
+            .await
             .1
             .contains("outrigger_control_plane_config_valid 0\n")
     })
     .await;
-    let metrics = cp.get_plain("/metrics").1;
+    let metrics = cp.get_plain("/metrics").await.1;
     assert!(
         metrics.contains("outrigger_control_plane_config_reloads_total{result=\"error\"} 1\n"),
         "{metrics}"
@@ -51,7 +53,7 @@ async fn edits_are_pushed_invalid_edits_are_not_and_fixes_are() {
         )),
         "{metrics}"
     );
-    let (_, status) = cp.get_plain("/api/status");
+    let (_, status) = cp.get_plain("/api/status").await;
     assert!(
         status.contains(&format!(
             "{}:21: spec.retries.backoff.base: invalid duration",
@@ -77,20 +79,26 @@ async fn edits_are_pushed_invalid_edits_are_not_and_fixes_are() {
     assert_eq!(third.version, second.version + 1);
     let traffic = third.services[0].traffic_policy.as_ref().unwrap();
     assert_eq!(traffic.retries.as_ref().unwrap().attempts, Some(3));
-    eventually("the config to be valid again", || {
+    eventually("the config to be valid again", START_LIMIT, || async {
         cp.get_plain("/metrics")
+            .await
             .1
             .contains("outrigger_control_plane_config_valid 1\n")
     })
     .await;
-    assert!(!cp.get_plain("/api/status").1.contains("config_errors"));
+    assert!(
+        !cp.get_plain("/api/status")
+            .await
+            .1
+            .contains("config_errors")
+    );
 
     // A new file in a new subdir, then a deleted file.
-    let sub = mesh.policy.join("billing");
+    let sub = mesh.policy_dir().join("billing");
     std::fs::create_dir(&sub).unwrap();
     write_atomically(
         &sub.join("billing.yaml"),
-        &PAYMENTS.replace("payments", "billing"),
+        &PAYMENTS_YAML.replace("payments", "billing"),
     );
     let fourth = stream.next().await;
     let names: Vec<&str> = fourth.services.iter().map(|s| s.name.as_str()).collect();
