@@ -148,7 +148,7 @@ impl Mesh {
     pub fn control_plane_log(&self) -> String {
         self.control_plane
             .as_ref()
-            .map(Process::log)
+            .map(|cp| cp.log())
             .unwrap_or_default()
     }
 
