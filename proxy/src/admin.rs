@@ -20,7 +20,7 @@ use crate::metrics::ProxyMetrics;
 use crate::outbound::Targets;
 use crate::serve::{Drain, accept_loop, http_builder};
 
-pub struct Admin {
+pub(crate) struct Admin {
     pub identity: Arc<Identity>,
     pub mesh: Arc<MeshState>,
     pub targets: Arc<Targets>,
@@ -28,7 +28,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Drain) {
+    pub(crate) async fn serve(self: Arc<Self>, listener: TcpListener, drain: Drain) {
         let builder = Arc::new(http_builder());
         // Admin connections are scrapes and probes: no need to wait for them on shutdown.
         accept_loop(

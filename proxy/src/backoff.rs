@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     attempt: u32,
@@ -13,7 +13,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
+    pub(crate) fn new(base: Duration, max: Duration) -> Self {
         Backoff {
             base,
             max,
@@ -24,7 +24,7 @@ impl Backoff {
 
     /// Same sequence every time, for tests.
     #[cfg(test)]
-    pub fn seeded(base: Duration, max: Duration, seed: u64) -> Self {
+    pub(crate) fn seeded(base: Duration, max: Duration, seed: u64) -> Self {
         Backoff {
             rng: fastrand::Rng::with_seed(seed),
             ..Self::new(base, max)
@@ -32,20 +32,20 @@ impl Backoff {
     }
 
     /// The ceiling of the next wait, before jitter.
-    pub fn ceiling(&self) -> Duration {
+    pub(crate) fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.max)
     }
 
     /// The next wait; each call doubles the ceiling, up to `max`.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(self.rng.u64(0..=nanos))
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 
 use outrigger_api::LoadBalancer;
 
-pub use load::{InFlight, Load};
+pub(crate) use load::{InFlight, Load};
 
 /// What a balancer needs to know about an endpoint.
-pub trait Balanced {
+pub(crate) trait Balanced {
     fn load(&self) -> &Load;
 
     /// Whether requests may go there now. The place for a circuit breaker's gate.
@@ -35,14 +35,14 @@ impl<T: Balanced> Balanced for Arc<T> {
 }
 
 /// The balancer of one service (one per target; its endpoints are passed to each pick).
-pub struct Balancer {
+pub(crate) struct Balancer {
     policy: LoadBalancer,
     /// Round-robin position.
     next: AtomicUsize,
 }
 
 impl Balancer {
-    pub fn new(policy: LoadBalancer) -> Self {
+    pub(crate) fn new(policy: LoadBalancer) -> Self {
         Balancer {
             policy,
             next: AtomicUsize::new(0),
@@ -50,7 +50,7 @@ impl Balancer {
     }
 
     /// The endpoint for the next request, or `None` if none is usable.
-    pub fn pick<'a, E: Balanced>(
+    pub(crate) fn pick<'a, E: Balanced>(
         &self,
         endpoints: &'a [E],
         rng: &mut fastrand::Rng,

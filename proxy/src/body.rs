@@ -6,15 +6,15 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 /// A response body: the upstream's, streamed, or one the proxy made.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 /// A body the proxy made.
-pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Either::Right(Full::new(bytes.into()))
 }
 
 /// Headers that describe one hop's connection and must not be forwarded (RFC 9110 §7.6.1).
-pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     use http::header::{CONNECTION, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
     // Headers named by `Connection` are hop-by-hop too.
     let named: Vec<http::HeaderName> = headers

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::outbound::Target;
 
 /// `{"services": [{"service", "ejected", "endpoints": [CircuitReport...]}]}`.
-pub fn json(targets: &[Arc<Target>]) -> serde_json::Value {
+pub(crate) fn json(targets: &[Arc<Target>]) -> serde_json::Value {
     let services: Vec<_> = targets
         .iter()
         .map(|target| {
@@ -27,7 +27,7 @@ pub fn json(targets: &[Arc<Target>]) -> serde_json::Value {
 }
 
 /// `outrigger_circuit_state{service,endpoint}`: 0 closed, 1 open, 2 half-open.
-pub fn render_state(out: &mut String, targets: &[Arc<Target>]) {
+pub(crate) fn render_state(out: &mut String, targets: &[Arc<Target>]) {
     let _ = writeln!(
         out,
         "# HELP outrigger_circuit_state Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open."

@@ -2,8 +2,8 @@
 
 mod certify;
 mod client;
-pub mod register;
-pub mod watch;
+pub(crate) mod register;
+pub(crate) mod watch;
 
-pub use certify::certify;
-pub use client::ControlPlaneClient;
+pub(crate) use certify::certify;
+pub(crate) use client::ControlPlaneClient;

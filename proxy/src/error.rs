@@ -84,7 +84,7 @@ impl ErrorCode {
 
 /// A failure on the way to the upstream, with what a person needs to understand it.
 #[derive(Debug)]
-pub struct ProxyError {
+pub(crate) struct ProxyError {
     pub code: ErrorCode,
     pub message: String,
     /// For `rate-limited`: when to come back (`retry-after`, whole seconds, rounded up).
@@ -92,7 +92,7 @@ pub struct ProxyError {
 }
 
 impl ProxyError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ProxyError {
             code,
             message: message.into(),
@@ -101,7 +101,7 @@ impl ProxyError {
     }
 
     /// The response for this failure; `service` is what the caller asked for.
-    pub fn into_response(self, service: &str) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self, service: &str) -> Response<ProxyBody> {
         let body = serde_json::json!({
             "error": self.code.as_str(),
             "message": self.message,

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 /// Turns single check results into a state that only flips after a run of them, so one
 /// slow answer does not pull an instance out of rotation.
 #[derive(Clone, Debug)]
-pub struct HealthTracker {
+pub(crate) struct HealthTracker {
     failures_to_unhealthy: u32,
     successes_to_healthy: u32,
     healthy: bool,
@@ -26,7 +26,7 @@ pub struct HealthTracker {
 
 impl HealthTracker {
     /// Starts unhealthy: an instance is not sent traffic before its app has answered once.
-    pub fn new(failures_to_unhealthy: u32, successes_to_healthy: u32) -> Self {
+    pub(crate) fn new(failures_to_unhealthy: u32, successes_to_healthy: u32) -> Self {
         HealthTracker {
             failures_to_unhealthy: failures_to_unhealthy.max(1),
             successes_to_healthy: successes_to_healthy.max(1),
@@ -36,12 +36,12 @@ impl HealthTracker {
     }
 
     #[cfg(test)]
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.healthy
     }
 
     /// Records one check; returns the new state if it changed.
-    pub fn observe(&mut self, passed: bool) -> Option<bool> {
+    pub(crate) fn observe(&mut self, passed: bool) -> Option<bool> {
         if passed == self.healthy {
             self.streak = 0;
             return None;
@@ -63,7 +63,7 @@ impl HealthTracker {
 
 /// How to check the app.
 #[derive(Clone, Debug)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     pub app: SocketAddr,
     pub path: String,
     pub interval: Duration,
@@ -73,7 +73,7 @@ pub struct HealthCheck {
 }
 
 /// Checks the app forever, publishing its state on `state`.
-pub async fn check_app(check: HealthCheck, state: watch::Sender<bool>) {
+pub(crate) async fn check_app(check: HealthCheck, state: watch::Sender<bool>) {
     let mut tracker = HealthTracker::new(check.failures, check.successes);
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

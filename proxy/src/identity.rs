@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::metrics::ProxyMetrics;
 
 /// What the proxy knows about itself.
-pub struct Identity {
+pub(crate) struct Identity {
     pub certs: Arc<CertStore>,
     /// The mesh's trust anchors: they verify peers and the control plane alike.
     pub bundle: Arc<TrustBundle>,
@@ -24,7 +24,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn new(
+    pub(crate) fn new(
         bundle: Arc<TrustBundle>,
         trust_domain: &str,
         metrics: Arc<ProxyMetrics>,
@@ -40,21 +40,21 @@ impl Identity {
     }
 
     /// The SPIFFE id, once the first certificate has been issued.
-    pub fn id(&self) -> Option<&SpiffeId> {
+    pub(crate) fn id(&self) -> Option<&SpiffeId> {
         self.id.get()
     }
 
     /// Whether a certificate is held (it may still be renewing).
-    pub fn has_certificate(&self) -> bool {
+    pub(crate) fn has_certificate(&self) -> bool {
         *self.expiry.borrow() > 0
     }
 
-    pub fn expires_at(&self) -> i64 {
+    pub(crate) fn expires_at(&self) -> i64 {
         *self.expiry.borrow()
     }
 
     /// Resolves once the first certificate is held.
-    pub async fn wait_certified(&self) {
+    pub(crate) async fn wait_certified(&self) {
         let mut rx = self.expiry.subscribe();
         let _ = rx.wait_for(|expiry| *expiry > 0).await;
     }

@@ -8,7 +8,7 @@ mod app;
 mod policy;
 mod protect;
 
-pub use policy::{InboundPolicy, InboundPolicyCell};
+pub(crate) use policy::{InboundPolicy, InboundPolicyCell};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use app::AppClient;
+pub(crate) use app::AppClient;
 
 use self::accept::{Accepted, Caller, accept};
 use crate::body::{ProxyBody, strip_hop_by_hop};
@@ -39,7 +39,7 @@ use crate::resilience::deadline;
 use crate::serve::{Drain, accept_loop, http_builder};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
-pub struct Inbound {
+pub(crate) struct Inbound {
     tls: TlsAcceptor,
     /// The ServerPolicy: mTLS mode (read per connection) and authorization (per request).
     policy: Arc<InboundPolicyCell>,
@@ -49,7 +49,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(
+    pub(crate) fn new(
         identity: &Identity,
         policy: Arc<InboundPolicyCell>,
         app: Option<AppClient>,
@@ -67,7 +67,12 @@ impl Inbound {
         }))
     }
 
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Drain, grace: Duration) {
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        drain: Drain,
+        grace: Duration,
+    ) {
         let builder = Arc::new(http_builder());
         accept_loop(
             listener,

@@ -20,8 +20,8 @@ use crate::identity::Identity;
 use crate::inbound::{InboundPolicy, InboundPolicyCell};
 use crate::metrics::ProxyMetrics;
 
-pub use decode::{MeshUpdate, decode};
-pub use table::{MeshTable, ServiceEntry};
+pub(crate) use decode::{MeshUpdate, decode};
+pub(crate) use table::{MeshTable, ServiceEntry};
 
 use decode::{DeltaState, FullState, WireService};
 use policies::PolicyInterner;
@@ -30,13 +30,13 @@ use policies::PolicyInterner;
 /// state can repair it.
 #[derive(Debug, thiserror::Error)]
 #[error("delta from version {base} does not apply to version {holding}")]
-pub struct MissedUpdate {
+pub(crate) struct MissedUpdate {
     pub holding: u64,
     pub base: u64,
 }
 
 /// The applied config, shared by the watch (which writes it) and both sides of the proxy.
-pub struct MeshState {
+pub(crate) struct MeshState {
     table: ArcSwap<MeshTable>,
     /// The version applied: 0 until the first full state. The heartbeats report it.
     applied: watch::Sender<u64>,
@@ -48,7 +48,7 @@ pub struct MeshState {
 }
 
 impl MeshState {
-    pub fn new(identity: Arc<Identity>, metrics: Arc<ProxyMetrics>) -> Arc<Self> {
+    pub(crate) fn new(identity: Arc<Identity>, metrics: Arc<ProxyMetrics>) -> Arc<Self> {
         Arc::new(MeshState {
             table: ArcSwap::from_pointee(MeshTable::default()),
             applied: watch::channel(0).0,
@@ -60,31 +60,31 @@ impl MeshState {
     }
 
     /// The services, as of now. Cheap: requests call it once each.
-    pub fn table(&self) -> arc_swap::Guard<Arc<MeshTable>> {
+    pub(crate) fn table(&self) -> arc_swap::Guard<Arc<MeshTable>> {
         self.table.load()
     }
 
     /// The ServerPolicy in force, for the inbound side.
-    pub fn inbound_policy(&self) -> Arc<InboundPolicyCell> {
+    pub(crate) fn inbound_policy(&self) -> Arc<InboundPolicyCell> {
         self.inbound_policy.clone()
     }
 
     /// The version applied (0: none yet).
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         *self.applied.borrow()
     }
 
     /// Follows the applied version (the heartbeats report it).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
     }
 
-    pub fn has_config(&self) -> bool {
+    pub(crate) fn has_config(&self) -> bool {
         self.version() > 0
     }
 
     /// Applies one line of the watch stream; returns the version now held.
-    pub fn apply(&self, update: &MeshUpdate<'_>) -> Result<u64, MissedUpdate> {
+    pub(crate) fn apply(&self, update: &MeshUpdate<'_>) -> Result<u64, MissedUpdate> {
         let started = tokio::time::Instant::now();
         let (version, kind) = match update {
             MeshUpdate::Full(snapshot) => {

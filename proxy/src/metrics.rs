@@ -55,13 +55,13 @@ fn slot_label(slot: usize) -> String {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Inbound,
     Outbound,
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
@@ -70,7 +70,7 @@ impl Direction {
 }
 
 /// Request metrics of one (direction, service).
-pub struct ServiceMetrics {
+pub(crate) struct ServiceMetrics {
     direction: Direction,
     service: String,
     /// Upstream responses by [`status_slot`]: no map, no lock.
@@ -100,18 +100,18 @@ impl ServiceMetrics {
         }
     }
 
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         &self.service
     }
 
     /// Counts a request as in flight until the guard drops.
-    pub fn start(self: &Arc<Self>) -> InflightGuard {
+    pub(crate) fn start(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Relaxed);
         InflightGuard(self.clone())
     }
 
     /// Records the upstream's answer.
-    pub fn record_status(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn record_status(&self, status: u16, elapsed: Duration) {
         if let Some(slot) = status_slot(status) {
             self.statuses[slot].fetch_add(1, Relaxed);
         }
@@ -119,7 +119,7 @@ impl ServiceMetrics {
     }
 
     /// Records a response the proxy made itself.
-    pub fn record_error(&self, code: ErrorCode, elapsed: Duration) {
+    pub(crate) fn record_error(&self, code: ErrorCode, elapsed: Duration) {
         self.errors[code.index()].fetch_add(1, Relaxed);
         self.record_latency(elapsed);
     }
@@ -135,7 +135,7 @@ impl ServiceMetrics {
 }
 
 /// Decrements the in-flight gauge when the request ends, however it ends.
-pub struct InflightGuard(Arc<ServiceMetrics>);
+pub(crate) struct InflightGuard(Arc<ServiceMetrics>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
@@ -145,7 +145,7 @@ impl Drop for InflightGuard {
 
 /// Everything the proxy counts. Created once at start and handed down.
 #[derive(Default)]
-pub struct ProxyMetrics {
+pub(crate) struct ProxyMetrics {
     /// Held by their users (a target, the inbound side); gone when they are.
     services: Mutex<Vec<Weak<ServiceMetrics>>>,
     pub tls_handshakes_ok: AtomicU64,
@@ -155,14 +155,14 @@ pub struct ProxyMetrics {
 }
 
 impl ProxyMetrics {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
     /// The handle for (direction, service), made if no one holds one. Called when
     /// targets are built, not per request. The series are rendered for as long as the
     /// caller keeps the handle.
-    pub fn service(&self, direction: Direction, service: &str) -> Arc<ServiceMetrics> {
+    pub(crate) fn service(&self, direction: Direction, service: &str) -> Arc<ServiceMetrics> {
         let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
         services.retain(|m| m.strong_count() > 0);
         if let Some(found) = services
@@ -178,7 +178,7 @@ impl ProxyMetrics {
     }
 
     /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let services: Vec<Arc<ServiceMetrics>> = self
             .services
             .lock()

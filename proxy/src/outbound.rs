@@ -28,10 +28,10 @@ use crate::mesh::MeshState;
 use crate::metrics::{Direction, ProxyMetrics, ServiceMetrics};
 use crate::serve::{Drain, accept_loop, http_builder};
 
-pub use target::{Pick, Target, TargetContext};
-pub use targets::Targets;
+pub(crate) use target::{Pick, Target, TargetContext};
+pub(crate) use targets::Targets;
 
-pub struct Outbound {
+pub(crate) struct Outbound {
     mesh: Arc<MeshState>,
     targets: Arc<Targets>,
     /// Requests for no known service are counted here, resolved once.
@@ -39,7 +39,11 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(mesh: Arc<MeshState>, targets: Arc<Targets>, metrics: &ProxyMetrics) -> Arc<Self> {
+    pub(crate) fn new(
+        mesh: Arc<MeshState>,
+        targets: Arc<Targets>,
+        metrics: &ProxyMetrics,
+    ) -> Arc<Self> {
         Arc::new(Outbound {
             mesh,
             targets,
@@ -47,7 +51,12 @@ impl Outbound {
         })
     }
 
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Drain, grace: Duration) {
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        drain: Drain,
+        grace: Duration,
+    ) {
         let builder = Arc::new(http_builder());
         accept_loop(
             listener,

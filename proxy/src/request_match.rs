@@ -11,7 +11,7 @@ use http::Method;
 use outrigger_api::RequestMatch;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RequestMatcher {
+pub(crate) struct RequestMatcher {
     /// Without its trailing `/`; `None` (or `/`) matches every path.
     path_prefix: Option<String>,
     /// Upper case; empty matches every method.
@@ -19,7 +19,7 @@ pub struct RequestMatcher {
 }
 
 impl RequestMatcher {
-    pub fn new(spec: &RequestMatch) -> Self {
+    pub(crate) fn new(spec: &RequestMatch) -> Self {
         let path_prefix = spec
             .path_prefix
             .as_deref()
@@ -36,15 +36,15 @@ impl RequestMatcher {
         }
     }
 
-    pub fn matches(&self, method: &Method, path: &str) -> bool {
+    pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
         self.matches_method(method) && self.matches_path(path)
     }
 
-    pub fn matches_method(&self, method: &Method) -> bool {
+    pub(crate) fn matches_method(&self, method: &Method) -> bool {
         self.methods.is_empty() || self.methods.iter().any(|m| m == method.as_str())
     }
 
-    pub fn matches_path(&self, path: &str) -> bool {
+    pub(crate) fn matches_path(&self, path: &str) -> bool {
         let Some(prefix) = &self.path_prefix else {
             return true;
         };
@@ -55,11 +55,11 @@ impl RequestMatcher {
     }
 
     /// The prefix as written (for messages); `/` when every path matches.
-    pub fn path_prefix(&self) -> &str {
+    pub(crate) fn path_prefix(&self) -> &str {
         self.path_prefix.as_deref().unwrap_or("/")
     }
 
-    pub fn methods(&self) -> &[String] {
+    pub(crate) fn methods(&self) -> &[String] {
         &self.methods
     }
 }

@@ -3,14 +3,14 @@
 //! bulkhead, rate limit, adaptive concurrency limit and deadline propagation. The data
 //! path composes them; none of them does I/O.
 
-pub mod adaptive;
-pub mod breaker;
-pub mod budget;
-pub mod circuit;
-pub mod concurrency_limit;
-pub mod counters;
-pub mod deadline;
-pub mod policy;
-pub mod rate_limit;
-pub mod replay;
-pub mod retry_on;
+pub(crate) mod adaptive;
+pub(crate) mod breaker;
+pub(crate) mod budget;
+pub(crate) mod circuit;
+pub(crate) mod concurrency_limit;
+pub(crate) mod counters;
+pub(crate) mod deadline;
+pub(crate) mod policy;
+pub(crate) mod rate_limit;
+pub(crate) mod replay;
+pub(crate) mod retry_on;

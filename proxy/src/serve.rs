@@ -14,31 +14,31 @@ use tokio::sync::watch;
 
 /// Tells every listener to stop accepting; cloned into each accept loop.
 #[derive(Clone)]
-pub struct Drain(watch::Receiver<bool>);
+pub(crate) struct Drain(watch::Receiver<bool>);
 
 /// The sending half of [`Drain`].
-pub struct DrainSignal(watch::Sender<bool>);
+pub(crate) struct DrainSignal(watch::Sender<bool>);
 
-pub fn drain() -> (DrainSignal, Drain) {
+pub(crate) fn drain() -> (DrainSignal, Drain) {
     let (tx, rx) = watch::channel(false);
     (DrainSignal(tx), Drain(rx))
 }
 
 impl DrainSignal {
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         let _ = self.0.send(true);
     }
 }
 
 impl Drain {
     /// Resolves once draining has started.
-    pub async fn signaled(&mut self) {
+    pub(crate) async fn signaled(&mut self) {
         let _ = self.0.wait_for(|draining| *draining).await;
     }
 }
 
 /// Binds a listener, naming the address and the role in the error.
-pub async fn bind(addr: SocketAddr, role: &str) -> Result<TcpListener, crate::Error> {
+pub(crate) async fn bind(addr: SocketAddr, role: &str) -> Result<TcpListener, crate::Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| crate::Error::Bind {
@@ -49,7 +49,7 @@ pub async fn bind(addr: SocketAddr, role: &str) -> Result<TcpListener, crate::Er
 }
 
 /// The HTTP server builder: HTTP/1.1 and HTTP/2 (prior knowledge), detected per connection.
-pub fn http_builder() -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(hyper_util::rt::TokioTimer::new());
     builder
@@ -62,7 +62,7 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
 /// Runs an accept loop until draining starts, then waits up to `grace` for the
 /// connections it accepted. `on_conn` serves one connection; it gets a watcher so that the
 /// connection's own shutdown is graceful.
-pub async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut drain: Drain,
     grace: Duration,

@@ -11,13 +11,13 @@ use rustls::ClientConfig;
 
 use crate::identity::Identity;
 
-pub use http2::{Http2Connection, Transport};
+pub(crate) use http2::{Http2Connection, Transport};
 
 /// The mTLS client config for every peer sidecar: it presents our certificate, verifies
 /// the peer's chain against the (swappable) trust bundle and its trust domain. Which
 /// identity a connection must reach is checked per connection ([`Transport::Mesh`]), so
 /// one config, with one session cache, serves every service of the mesh.
-pub fn mesh_client_config(identity: &Identity) -> Result<Arc<ClientConfig>, crate::Error> {
+pub(crate) fn mesh_client_config(identity: &Identity) -> Result<Arc<ClientConfig>, crate::Error> {
     let verifier =
         ServerIdVerifier::in_trust_domain(identity.bundle.clone(), &identity.trust_domain);
     Ok(client_config(

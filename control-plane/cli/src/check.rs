@@ -8,7 +8,7 @@ use outrigger_control_plane::policy;
 
 use crate::cli::CheckArgs;
 
-pub fn run(args: CheckArgs) -> ExitCode {
+pub(crate) fn run(args: CheckArgs) -> ExitCode {
     let report = policy::check_paths(&args.paths, &args.trust_domain);
     let files = plural(report.files, "file");
     match report.result {

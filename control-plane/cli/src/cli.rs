@@ -16,13 +16,13 @@ use outrigger_control_plane::ServeConfig;
     version,
     about = "Outrigger service mesh: control plane and CLI"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Manage the mesh CA.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -42,14 +42,14 @@ pub enum Command {
 }
 
 #[derive(Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The control plane's plain-HTTP address (its --http).
     #[arg(long, env = "OUTRIGGER_HTTP", default_value = "127.0.0.1:8080")]
     pub http: String,
 }
 
 #[derive(Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Policy files or directories (read recursively: *.yaml, *.yml).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -59,7 +59,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Requests to send from orders to payments for the report.
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
@@ -72,7 +72,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Subcommand)]
-pub enum CaCommand {
+pub(crate) enum CaCommand {
     /// Create the trust anchor, the issuer and the token key in DATA_DIR/ca.
     Init(CaInitArgs),
     /// Replace the trust anchor with no restart and no failed request, in three steps:
@@ -82,7 +82,7 @@ pub enum CaCommand {
 }
 
 #[derive(Subcommand)]
-pub enum RotateCommand {
+pub(crate) enum RotateCommand {
     /// Make the next trust anchor and its issuer (DATA_DIR/ca/next); the bundle pushed
     /// to every sidecar becomes the current anchor plus the next one.
     Start(RotateArgs),
@@ -95,13 +95,13 @@ pub enum RotateCommand {
 }
 
 #[derive(Args)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
 }
 
 #[derive(Args)]
-pub struct RotateFinishArgs {
+pub(crate) struct RotateFinishArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
     /// The control plane's --cert-ttl: how long a certificate of the old issuer may live.
@@ -114,13 +114,13 @@ pub struct RotateFinishArgs {
 }
 
 #[derive(Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Print a bootstrap token for one identity (and nothing else) on stdout.
     Create(TokenCreateArgs),
 }
 
 #[derive(Args)]
-pub struct CaInitArgs {
+pub(crate) struct CaInitArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
@@ -128,7 +128,7 @@ pub struct CaInitArgs {
 }
 
 #[derive(Args)]
-pub struct TokenCreateArgs {
+pub(crate) struct TokenCreateArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
     /// NAMESPACE/SERVICE-ACCOUNT.
@@ -140,7 +140,7 @@ pub struct TokenCreateArgs {
 }
 
 #[derive(Args)]
-pub struct ControlPlaneArgs {
+pub(crate) struct ControlPlaneArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
     #[arg(long, env = "OUTRIGGER_POLICY_DIR")]
@@ -166,7 +166,7 @@ pub struct ControlPlaneArgs {
 }
 
 impl ControlPlaneArgs {
-    pub fn into_config(self) -> ServeConfig {
+    pub(crate) fn into_config(self) -> ServeConfig {
         ServeConfig {
             listen: self.listen,
             http: self.http,

@@ -8,7 +8,7 @@ use outrigger_certs::rotation;
 
 use crate::cli::RotateCommand;
 
-pub fn run(step: RotateCommand) -> Result<(), String> {
+pub(crate) fn run(step: RotateCommand) -> Result<(), String> {
     match step {
         RotateCommand::Start(args) => {
             let next = rotation::start(&args.data_dir).map_err(|e| e.to_string())?;

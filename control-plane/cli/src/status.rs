@@ -17,7 +17,7 @@ use crate::cli::StatusArgs;
 /// Connecting and answering both fit in this, or the control plane is as good as down.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn run(args: StatusArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: StatusArgs) -> Result<ExitCode, String> {
     let addr = args
         .http
         .trim_start_matches("http://")

@@ -50,7 +50,7 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
 }
 
 /// `payments`: tells the caller who it thinks called.
-pub fn payments(listener: TcpListener) {
+pub(crate) fn payments(listener: TcpListener) {
     serve(listener, |req: Request<Incoming>| async move {
         let caller = req
             .headers()
@@ -70,7 +70,7 @@ pub fn payments(listener: TcpListener) {
 }
 
 /// `orders`: `/checkout` calls payments through the sidecar at `outbound`.
-pub fn orders(listener: TcpListener, outbound: SocketAddr) {
+pub(crate) fn orders(listener: TcpListener, outbound: SocketAddr) {
     serve(listener, move |req: Request<Incoming>| async move {
         if req.uri().path() != "/checkout" {
             return json(

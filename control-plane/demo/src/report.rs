@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Where everything listens: [outbound, inbound, admin, app] for each service.
-pub struct Sites {
+pub(crate) struct Sites {
     pub control_plane: SocketAddr,
     pub control_plane_http: SocketAddr,
     pub orders: [SocketAddr; 4],
@@ -21,7 +21,7 @@ pub struct Sites {
 }
 
 /// What the traffic showed.
-pub struct Traffic {
+pub(crate) struct Traffic {
     statuses: BTreeMap<u16, usize>,
     mesh_errors: BTreeMap<String, usize>,
     latencies: Vec<Duration>,
@@ -96,7 +96,7 @@ async fn wait_ready(admin: SocketAddr, name: &str) -> Result<(), String> {
 }
 
 /// Waits for both sidecars, then sends `requests` from orders to payments.
-pub async fn exercise(sites: &Sites, requests: usize) -> Result<Traffic, String> {
+pub(crate) async fn exercise(sites: &Sites, requests: usize) -> Result<Traffic, String> {
     wait_ready(sites.orders[2], "orders").await?;
     wait_ready(sites.payments[2], "payments").await?;
     let tcp = TcpStream::connect(sites.orders[0])
@@ -152,7 +152,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-pub fn print(sites: &Sites, traffic: &Traffic, dir: &Path, once: bool) {
+pub(crate) fn print(sites: &Sites, traffic: &Traffic, dir: &Path, once: bool) {
     let [o_out, o_in, o_admin, o_app] = sites.orders;
     let [p_out, p_in, p_admin, p_app] = sites.payments;
     println!(

@@ -13,7 +13,7 @@ pub(crate) struct Document<'a> {
 impl Document<'_> {
     /// The file line of the document's first line that is neither blank nor a comment:
     /// where an error about the document as a whole points.
-    pub fn first_content_line(&self) -> u64 {
+    pub(super) fn first_content_line(&self) -> u64 {
         let index = self
             .text
             .lines()

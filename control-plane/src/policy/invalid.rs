@@ -18,7 +18,7 @@ pub(crate) struct Invalid {
 impl Invalid {
     /// A problem at `location` inside `doc`; at the document's start if the parser did not
     /// say where.
-    pub fn at(
+    pub(super) fn at(
         doc: &Document<'_>,
         location: Option<Location>,
         field: Option<String>,
@@ -28,7 +28,7 @@ impl Invalid {
     }
 
     /// A problem at `line` (1-based within `doc`; 0 or `None`: the document's start).
-    pub fn at_line(
+    pub(super) fn at_line(
         doc: &Document<'_>,
         line: Option<u64>,
         field: Option<String>,
@@ -47,7 +47,11 @@ impl Invalid {
 
     /// A YAML syntax or shape error (unknown field, wrong type, missing field), about the
     /// field at `path` if known.
-    pub fn yaml(doc: &Document<'_>, err: &serde_saphyr::Error, path: Option<String>) -> Self {
+    pub(super) fn yaml(
+        doc: &Document<'_>,
+        err: &serde_saphyr::Error,
+        path: Option<String>,
+    ) -> Self {
         Invalid::at(doc, err.location(), path, plain_message(err))
     }
 }

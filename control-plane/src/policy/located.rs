@@ -14,7 +14,7 @@ pub(crate) struct Located<'d, 'a> {
 }
 
 impl<'d, 'a> Located<'d, 'a> {
-    pub fn new(doc: &'d Document<'a>) -> Self {
+    pub(super) fn new(doc: &'d Document<'a>) -> Self {
         Located {
             doc,
             tree: Node::parse(doc.text),
@@ -23,7 +23,7 @@ impl<'d, 'a> Located<'d, 'a> {
 
     /// The file line of the field at `path` (or of the deepest part of it that is written,
     /// or of the document's start).
-    pub fn line(&self, path: &str) -> u64 {
+    pub(super) fn line(&self, path: &str) -> u64 {
         let line = self.tree.as_ref().and_then(|t| tree::locate(t, path));
         match line {
             Some(line) if line > 0 => self.doc.line_offset + line,
@@ -32,7 +32,7 @@ impl<'d, 'a> Located<'d, 'a> {
     }
 
     /// A problem with the field at `path`, at its line.
-    pub fn error(&self, path: &str, message: impl Into<String>) -> Invalid {
+    pub(super) fn error(&self, path: &str, message: impl Into<String>) -> Invalid {
         Invalid {
             line: self.line(path),
             field: Some(path.to_string()),
@@ -40,18 +40,18 @@ impl<'d, 'a> Located<'d, 'a> {
         }
     }
 
-    pub fn field_error(&self, e: FieldError) -> Invalid {
+    pub(super) fn field_error(&self, e: FieldError) -> Invalid {
         self.error(&e.path, e.message)
     }
 
     /// The text of a scalar field, read leniently: the name of a resource whose strict
     /// parse failed, so that others referring to it are not reported too.
-    pub fn scalar(&self, path: &str) -> Option<String> {
+    pub(super) fn scalar(&self, path: &str) -> Option<String> {
         self.tree.as_ref().and_then(|t| tree::scalar(t, path))
     }
 
     /// `metadata.name` and `metadata.namespace` must be DNS labels.
-    pub fn check_meta(&self, meta: &ObjectMeta, errors: &mut Vec<Invalid>) {
+    pub(super) fn check_meta(&self, meta: &ObjectMeta, errors: &mut Vec<Invalid>) {
         for (field, value) in [
             ("metadata.name", &meta.name),
             ("metadata.namespace", &meta.namespace),

@@ -19,7 +19,7 @@ pub(crate) enum Node {
 
 impl Node {
     /// Reads `text` (one document); `None` if it is not YAML.
-    pub fn parse(text: &str) -> Option<Spanned<Node>> {
+    pub(super) fn parse(text: &str) -> Option<Spanned<Node>> {
         serde_saphyr::from_str(text).ok()
     }
 

@@ -19,13 +19,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Time constant of the decay towards faster samples (as Finagle and linkerd use).
-pub const DECAY: Duration = Duration::from_secs(10);
+pub(super) const DECAY: Duration = Duration::from_secs(10);
 
 /// What an endpoint is assumed to take before it has answered once: moderate, so that a
 /// new endpoint is neither flooded nor starved while its first request is in flight.
-pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+pub(super) const DEFAULT_RTT: Duration = Duration::from_millis(30);
 
-pub struct Load {
+pub(crate) struct Load {
     /// Times are kept as nanoseconds since this instant (the endpoint's creation).
     epoch: Instant,
     /// The RTT estimate in nanoseconds, as `f64` bits.
@@ -39,7 +39,7 @@ pub struct Load {
 
 impl Load {
     /// A fresh endpoint's load; `now` is its creation time.
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Load {
             epoch: now,
             estimate: AtomicU64::new(nanos(DEFAULT_RTT).to_bits()),
@@ -49,14 +49,14 @@ impl Load {
         }
     }
 
-    pub fn in_flight(&self) -> u32 {
+    pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Acquire)
     }
 
     /// The RTT estimate at `now`, in nanoseconds: the last one, decayed towards zero for
     /// the time since it was updated, so that an endpoint left alone after a slow spell
     /// is tried again eventually instead of never.
-    pub fn estimate(&self, now: Instant) -> f64 {
+    pub(crate) fn estimate(&self, now: Instant) -> f64 {
         let estimate = f64::from_bits(self.estimate.load(Acquire));
         let elapsed = self
             .since_epoch(now)
@@ -67,7 +67,7 @@ impl Load {
     /// Peak-EWMA cost: the estimate scaled by the requests already waiting on it. An
     /// endpoint that has never answered and is idle costs nothing, so it gets one request
     /// at once (Finagle's probe); while that one is in flight, [`DEFAULT_RTT`] prices it.
-    pub fn cost(&self, now: Instant) -> f64 {
+    pub(crate) fn cost(&self, now: Instant) -> f64 {
         let in_flight = self.in_flight();
         if in_flight == 0 && !self.sampled.load(Acquire) {
             return 0.0;
@@ -76,7 +76,7 @@ impl Load {
     }
 
     /// Counts a request as in flight until the returned guard is finished or dropped.
-    pub fn start(&self, now: Instant) -> InFlight<'_> {
+    pub(crate) fn start(&self, now: Instant) -> InFlight<'_> {
         self.in_flight.fetch_add(1, AcqRel);
         InFlight {
             load: self,
@@ -129,7 +129,7 @@ impl Load {
 }
 
 /// A request in flight on an endpoint.
-pub struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     load: &'a Load,
     sent: Instant,
     finished: bool,
@@ -139,13 +139,13 @@ impl InFlight<'_> {
     /// The request leaves now, on a ready connection: the latency sample starts here, so
     /// that connecting (a handshake on a cold endpoint) is not taken for slowness. It is
     /// in flight from the pick, so that requests waiting on a connect are counted.
-    pub fn dispatched(&mut self, now: Instant) {
+    pub(crate) fn dispatched(&mut self, now: Instant) {
         self.sent = now;
     }
 
     /// The request ended at `now`; `answered` when the response headers arrived (that is
     /// the latency sample), false when it failed.
-    pub fn finish(mut self, answered: bool, now: Instant) {
+    pub(crate) fn finish(mut self, answered: bool, now: Instant) {
         self.finished = true;
         self.load
             .observe(now.saturating_duration_since(self.sent), now, answered);

@@ -14,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::identity::Identity;
 
 /// Keeps a valid certificate installed for as long as the proxy runs.
-pub async fn certify(cp: Arc<ControlPlaneClient>, identity: Arc<Identity>, token: String) {
+pub(crate) async fn certify(cp: Arc<ControlPlaneClient>, identity: Arc<Identity>, token: String) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         // Renew over mTLS while the current certificate is valid; otherwise the token.

@@ -22,7 +22,7 @@ const MAX_RESPONSE: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum ControlPlaneError {
+pub(crate) enum ControlPlaneError {
     #[error("cannot reach the control plane at {authority}: {reason}")]
     Unreachable { authority: String, reason: String },
     #[error("control plane answered {status}: {message}")]
@@ -38,7 +38,7 @@ impl ControlPlaneError {
 }
 
 /// Talks to one control plane, with or without presenting the workload certificate.
-pub struct ControlPlaneClient {
+pub(crate) struct ControlPlaneClient {
     authority: String,
     /// Server name sent in the handshake; identity is checked by SPIFFE id, not by name.
     server_name: ServerName<'static>,
@@ -47,7 +47,7 @@ pub struct ControlPlaneClient {
 }
 
 impl ControlPlaneClient {
-    pub fn new(
+    pub(crate) fn new(
         authority: &str,
         trust_domain: &str,
         bundle: Arc<TrustBundle>,
@@ -76,12 +76,12 @@ impl ControlPlaneClient {
         })
     }
 
-    pub fn authority(&self) -> &str {
+    pub(crate) fn authority(&self) -> &str {
         &self.authority
     }
 
     /// Sends one request; `mutual` presents the current workload certificate.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -133,7 +133,7 @@ impl ControlPlaneClient {
 
     /// Sends a JSON request and reads a JSON answer; non-2xx answers become `Refused` with
     /// the control plane's own message.
-    pub async fn json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

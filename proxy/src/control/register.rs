@@ -18,7 +18,7 @@ use crate::identity::Identity;
 use crate::serve::Drain;
 
 /// What this proxy registers, fixed at start.
-pub struct Registration {
+pub(crate) struct Registration {
     pub proxy_id: String,
     /// `name` or `namespace/name` of the MeshService whose instance this is, and the
     /// inbound address peers use; `None` for a proxy with no app to offer.
@@ -26,7 +26,7 @@ pub struct Registration {
     pub interval: Duration,
 }
 
-pub async fn heartbeat(
+pub(crate) async fn heartbeat(
     cp: Arc<ControlPlaneClient>,
     identity: Arc<Identity>,
     registration: Registration,
@@ -96,7 +96,7 @@ pub async fn heartbeat(
 
 /// A name for this proxy process that is unique and readable in `outrigger status`:
 /// host name (the pod's, in Kubernetes) and process id.
-pub fn proxy_id() -> String {
+pub(crate) fn proxy_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "proxy".to_string());

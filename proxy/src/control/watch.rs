@@ -23,13 +23,13 @@ const MAX_LINE: usize = 64 << 20;
 
 /// Which proxy is watching: sent as query parameters so that the control plane knows which
 /// ServerPolicy applies and can show the proxy in `outrigger status`.
-pub struct Watcher {
+pub(crate) struct Watcher {
     pub proxy_id: String,
     /// `name` or `namespace/name` of the MeshService this proxy serves, if configured.
     pub service: Option<String>,
 }
 
-pub async fn follow(
+pub(crate) async fn follow(
     cp: Arc<ControlPlaneClient>,
     identity: Arc<Identity>,
     mesh: Arc<MeshState>,

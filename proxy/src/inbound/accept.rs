@@ -22,14 +22,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-pub enum Accepted {
+pub(super) enum Accepted {
     Tls(Box<TlsStream<TcpStream>>),
     /// Permissive mode only.
     Plain(TcpStream),
 }
 
 /// Who is calling on a connection, worked out once per connection.
-pub struct Caller {
+pub(super) struct Caller {
     /// The verified SPIFFE id; `None` for a plaintext (unauthenticated) caller.
     id: Option<SpiffeId>,
     /// `id` as the `outrigger-client-id` value.
@@ -37,11 +37,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn id(&self) -> Option<&str> {
+    pub(super) fn id(&self) -> Option<&str> {
         self.id.as_ref().map(SpiffeId::as_str)
     }
 
-    pub fn header(&self) -> Option<&HeaderValue> {
+    pub(super) fn header(&self) -> Option<&HeaderValue> {
         self.header.as_ref()
     }
 }
@@ -56,7 +56,7 @@ impl std::fmt::Display for Caller {
 }
 
 /// The connection and its caller, or `None` if it was refused (logged here).
-pub async fn accept(
+pub(super) async fn accept(
     acceptor: &TlsAcceptor,
     registry: &ProxyMetrics,
     stream: TcpStream,

@@ -17,7 +17,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::metrics::ProxyMetrics;
 use crate::transport::{Http2Connection, Transport};
 
-pub struct AppClient {
+pub(crate) struct AppClient {
     addr: SocketAddr,
     /// `addr` as a URI authority, made once.
     authority: Authority,
@@ -27,7 +27,7 @@ pub struct AppClient {
 }
 
 impl AppClient {
-    pub fn new(
+    pub(crate) fn new(
         addr: SocketAddr,
         protocol: AppProtocol,
         connect_timeout: Duration,
@@ -52,7 +52,7 @@ impl AppClient {
     }
 
     /// Sends `req` to the app. `caller_spoke_http1` says how the calling app spoke.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         req: Request<Incoming>,
         caller_spoke_http1: bool,

@@ -25,7 +25,7 @@ use crate::request_match::RequestMatcher;
 use glob::IdGlob;
 
 /// The InboundPolicy in force, replaced whole by each snapshot.
-pub struct InboundPolicyCell(ArcSwap<InboundPolicy>);
+pub(crate) struct InboundPolicyCell(ArcSwap<InboundPolicy>);
 
 impl Default for InboundPolicyCell {
     fn default() -> Self {
@@ -34,16 +34,16 @@ impl Default for InboundPolicyCell {
 }
 
 impl InboundPolicyCell {
-    pub fn load(&self) -> arc_swap::Guard<Arc<InboundPolicy>> {
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<InboundPolicy>> {
         self.0.load()
     }
 
     /// An owned handle, for holding across awaits (a guard should not be).
-    pub fn load_full(&self) -> Arc<InboundPolicy> {
+    pub(crate) fn load_full(&self) -> Arc<InboundPolicy> {
         self.0.load_full()
     }
 
-    pub fn store(&self, policy: InboundPolicy) {
+    pub(crate) fn store(&self, policy: InboundPolicy) {
         tracing::info!(
             mtls = ?policy.mtls,
             rules = policy.authorization.as_ref().map_or(0, |a| a.rules.len()),
@@ -55,7 +55,7 @@ impl InboundPolicyCell {
 }
 
 /// A InboundPolicy compiled for checking requests.
-pub struct InboundPolicy {
+pub(crate) struct InboundPolicy {
     /// What it was compiled from, to tell whether a snapshot changes it.
     spec: Option<ServerPolicySpec>,
     mtls: MtlsMode,
@@ -82,7 +82,7 @@ impl Rule {
 }
 
 impl InboundPolicy {
-    pub fn compile(spec: Option<&ServerPolicySpec>) -> Self {
+    pub(crate) fn compile(spec: Option<&ServerPolicySpec>) -> Self {
         let authorization = spec.and_then(|s| s.authorization.as_ref()).map(|a| Rules {
             default: a.default,
             rules: a
@@ -106,18 +106,18 @@ impl InboundPolicy {
         }
     }
 
-    pub fn spec(&self) -> Option<&ServerPolicySpec> {
+    pub(crate) fn spec(&self) -> Option<&ServerPolicySpec> {
         self.spec.as_ref()
     }
 
     /// Whether plaintext callers are accepted (as unauthenticated) besides mTLS ones.
-    pub fn permissive(&self) -> bool {
+    pub(crate) fn permissive(&self) -> bool {
         self.mtls == MtlsMode::Permissive
     }
 
     /// Whether `caller` (its SPIFFE id; `None` for a plaintext caller) may make this
     /// request. Allocation-free: it runs on every inbound request.
-    pub fn allows(&self, caller: Option<&str>, method: &Method, path: &str) -> bool {
+    pub(crate) fn allows(&self, caller: Option<&str>, method: &Method, path: &str) -> bool {
         let Some(authorization) = &self.authorization else {
             return caller.is_some();
         };
@@ -135,7 +135,12 @@ impl InboundPolicy {
 
     /// Why a request [`InboundPolicy::allows`] refused was refused, for the log: the rule
     /// that came closest, or that none matched the caller. Only called on a denial.
-    pub fn explain_denial(&self, caller: Option<&str>, method: &Method, path: &str) -> String {
+    pub(crate) fn explain_denial(
+        &self,
+        caller: Option<&str>,
+        method: &Method,
+        path: &str,
+    ) -> String {
         explain::denial(self, caller, method, path)
     }
 }

@@ -19,7 +19,7 @@ use crate::resilience::rate_limit::TokenBucket;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
-pub struct Protection {
+pub(crate) struct Protection {
     rate: Option<Mutex<TokenBucket>>,
     limit: Option<Limit>,
 }
@@ -34,14 +34,14 @@ enum Limit {
 }
 
 /// Held while the request is with the app; tells the adaptive limit how it went.
-pub struct Pass<'a> {
+pub(crate) struct Pass<'a> {
     _fixed: Option<Admission>,
     adaptive: Option<(&'a Protection, u32, Instant)>,
 }
 
 impl Pass<'_> {
     /// The app answered (`failed`: it failed or timed out).
-    pub fn done(mut self, failed: bool) {
+    pub(crate) fn done(mut self, failed: bool) {
         if let Some((protection, in_flight, started)) = self.adaptive.take() {
             protection.release(Some((failed, in_flight, started)));
         }
@@ -58,7 +58,7 @@ impl Drop for Pass<'_> {
 }
 
 impl Protection {
-    pub fn compile(spec: Option<&ServerPolicySpec>) -> Self {
+    pub(crate) fn compile(spec: Option<&ServerPolicySpec>) -> Self {
         let Some(spec) = spec else {
             return Protection::default();
         };
@@ -87,7 +87,7 @@ impl Protection {
     }
 
     /// Lets a request through to the app, or says why not.
-    pub async fn admit(&self) -> Result<Pass<'_>, ProxyError> {
+    pub(crate) async fn admit(&self) -> Result<Pass<'_>, ProxyError> {
         if let Some(rate) = &self.rate {
             let verdict = rate
                 .lock()

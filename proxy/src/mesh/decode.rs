@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 /// `outrigger_api::WatchEvent`; this reads the same JSON).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MeshUpdate<'a> {
+pub(crate) enum MeshUpdate<'a> {
     #[serde(borrow)]
     Full(FullState<'a>),
     #[serde(borrow)]
@@ -21,7 +21,7 @@ pub enum MeshUpdate<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct FullState<'a> {
+pub(crate) struct FullState<'a> {
     pub version: u64,
     pub trust_bundle: String,
     #[serde(borrow)]
@@ -31,7 +31,7 @@ pub struct FullState<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DeltaState<'a> {
+pub(crate) struct DeltaState<'a> {
     pub version: u64,
     pub base: u64,
     #[serde(default)]
@@ -48,7 +48,7 @@ pub struct DeltaState<'a> {
 /// borrow from the line where they can (no escapes), so reading a service allocates
 /// little.
 #[derive(Debug, Deserialize)]
-pub struct WireService<'a> {
+pub(crate) struct WireService<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
     #[serde(borrow)]
@@ -64,13 +64,13 @@ pub struct WireService<'a> {
 
 /// An endpoint as sent (`outrigger_api::EndpointView`).
 #[derive(Debug, Deserialize)]
-pub struct WireEndpoint<'a> {
+pub(crate) struct WireEndpoint<'a> {
     #[serde(borrow)]
     pub address: Cow<'a, str>,
 }
 
 /// Decodes one line; the update borrows from it.
-pub fn decode(line: &[u8]) -> Result<MeshUpdate<'_>, serde_json::Error> {
+pub(crate) fn decode(line: &[u8]) -> Result<MeshUpdate<'_>, serde_json::Error> {
     serde_json::from_slice(line)
 }
 

@@ -11,14 +11,14 @@ use serde_json::value::RawValue;
 
 /// The policies held by the table's entries, each once.
 #[derive(Debug, Default)]
-pub struct PolicyInterner {
+pub(crate) struct PolicyInterner {
     held: HashSet<Arc<str>>,
 }
 
 impl PolicyInterner {
     /// The shared text of the policy `raw` (as sent); an error if it is not a
     /// TrafficPolicy.
-    pub fn intern(&mut self, raw: &RawValue) -> Result<Arc<str>, serde_json::Error> {
+    pub(crate) fn intern(&mut self, raw: &RawValue) -> Result<Arc<str>, serde_json::Error> {
         let mut spec: TrafficPolicySpec = serde_json::from_str(raw.get())?;
         spec.target_ref = Default::default();
         let text = serde_json::to_string(&spec)?;
@@ -31,17 +31,17 @@ impl PolicyInterner {
     }
 
     /// Forgets the policies no entry refers to any more.
-    pub fn forget_unused(&mut self) {
+    pub(crate) fn forget_unused(&mut self) {
         self.held.retain(|text| Arc::strong_count(text) > 1);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.held.len()
     }
 }
 
 /// The spec of an interned policy text.
-pub fn parse(text: &str) -> Result<TrafficPolicySpec, serde_json::Error> {
+pub(super) fn parse(text: &str) -> Result<TrafficPolicySpec, serde_json::Error> {
     serde_json::from_str(text)
 }
 

@@ -22,7 +22,7 @@ const CLUSTER_SUFFIXES: [&str; 2] = [".svc.cluster.local", ".svc"];
 
 /// One service of the mesh, as the control plane describes it.
 #[derive(Debug, PartialEq)]
-pub struct ServiceEntry {
+pub(crate) struct ServiceEntry {
     /// `name.namespace`: the key of the table, and of the service's runtime state.
     key: Box<str>,
     /// Where the name ends in `key`.
@@ -37,7 +37,7 @@ pub struct ServiceEntry {
 
 impl ServiceEntry {
     /// The entry for a service as the control plane sent it.
-    pub fn from_wire(
+    pub(crate) fn from_wire(
         service: &WireService<'_>,
         policies: &mut PolicyInterner,
     ) -> Result<Self, String> {
@@ -74,29 +74,29 @@ impl ServiceEntry {
 
     /// The entry for a view, as if it had come over the wire.
     #[cfg(test)]
-    pub fn from_view(view: &ServiceView) -> Result<Self, String> {
+    pub(crate) fn from_view(view: &ServiceView) -> Result<Self, String> {
         let json = serde_json::to_string(view).map_err(|e| e.to_string())?;
         let wire: WireService<'_> = serde_json::from_str(&json).map_err(|e| e.to_string())?;
         Self::from_wire(&wire, &mut PolicyInterner::default())
     }
 
     /// `name.namespace`.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.key[..self.name_len]
     }
 
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.key[self.name_len + 1..]
     }
 
     /// The service's TrafficPolicy (`None`: DESIGN.md's defaults), without its
     /// `targetRef`. Parsed on each call: the caller builds the service's runtime state
     /// from it once.
-    pub fn traffic_policy(&self) -> Option<TrafficPolicySpec> {
+    pub(crate) fn traffic_policy(&self) -> Option<TrafficPolicySpec> {
         let text = self.policy.as_deref()?;
         match policies::parse(text) {
             Ok(spec) => Some(spec),
@@ -162,7 +162,7 @@ impl Eq for ByName {}
 /// Every service of the mesh at one config version. Replaced whole on each change (the
 /// entries are shared between versions, so a change copies only the indexes).
 #[derive(Clone, Debug, Default)]
-pub struct MeshTable {
+pub(crate) struct MeshTable {
     /// By `name.namespace`.
     services: HashSet<ByKey>,
     /// By bare name: the service of that name in our own namespace, else the only one.
@@ -171,7 +171,10 @@ pub struct MeshTable {
 
 impl MeshTable {
     /// A table of `entries`.
-    pub fn from_entries(entries: Vec<Arc<ServiceEntry>>, own_namespace: Option<&str>) -> Self {
+    pub(crate) fn from_entries(
+        entries: Vec<Arc<ServiceEntry>>,
+        own_namespace: Option<&str>,
+    ) -> Self {
         let mut table = MeshTable::default();
         table.upsert(entries);
         table.index_bare_names(own_namespace);
@@ -180,7 +183,7 @@ impl MeshTable {
 
     /// A table of `views`; a view that cannot be read is skipped.
     #[cfg(test)]
-    pub fn from_views(views: &[ServiceView], own_namespace: Option<&str>) -> Self {
+    pub(crate) fn from_views(views: &[ServiceView], own_namespace: Option<&str>) -> Self {
         let entries: Vec<_> = views
             .iter()
             .filter_map(|v| ServiceEntry::from_view(v).ok().map(Arc::new))
@@ -189,7 +192,7 @@ impl MeshTable {
     }
 
     /// The table with `upserted` added or replaced and `removed` taken out.
-    pub fn changed(
+    pub(crate) fn changed(
         &self,
         upserted: Vec<Arc<ServiceEntry>>,
         removed: &[ServiceRef],
@@ -242,7 +245,7 @@ impl MeshTable {
 
     /// The service for a request's host: `name`, `name.namespace`, `name.namespace.svc` or
     /// `name.namespace.svc.cluster.local`, in any letter case, without the port.
-    pub fn lookup(&self, host: &str) -> Option<&Arc<ServiceEntry>> {
+    pub(crate) fn lookup(&self, host: &str) -> Option<&Arc<ServiceEntry>> {
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
             return self.lookup_lowercase(&host.to_ascii_lowercase());
         }
@@ -262,16 +265,16 @@ impl MeshTable {
     }
 
     /// The entry of `name.namespace`.
-    pub fn get(&self, key: &str) -> Option<&Arc<ServiceEntry>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Arc<ServiceEntry>> {
         self.services.get(key).map(|e| &e.0)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.services.len()
     }
 
     /// Every entry, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = &Arc<ServiceEntry>> {
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Arc<ServiceEntry>> {
         self.services.iter().map(|e| &e.0)
     }
 }

@@ -17,7 +17,7 @@ use crate::resilience::circuit::Circuit;
 use crate::resilience::replay::OutboundBody;
 use crate::transport::Http2Connection;
 
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     connection: Http2Connection<OutboundBody>,
     load: Load,
     circuit: ArcSwap<Circuit>,
@@ -25,7 +25,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(
+    pub(crate) fn new(
         connection: Http2Connection<OutboundBody>,
         circuit: Arc<Circuit>,
         breaker: BreakerConfig,
@@ -39,26 +39,26 @@ impl Endpoint {
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.connection.addr()
     }
 
     /// A sender on the endpoint's live connection, connecting if there is none.
-    pub async fn sender(&self) -> Result<SendRequest<OutboundBody>, ProxyError> {
+    pub(crate) async fn sender(&self) -> Result<SendRequest<OutboundBody>, ProxyError> {
         self.connection.sender().await
     }
 
-    pub fn circuit(&self) -> arc_swap::Guard<Arc<Circuit>> {
+    pub(crate) fn circuit(&self) -> arc_swap::Guard<Arc<Circuit>> {
         self.circuit.load()
     }
 
     /// The breaker config the current circuit runs with.
-    pub fn breaker_config(&self) -> Arc<BreakerConfig> {
+    pub(crate) fn breaker_config(&self) -> Arc<BreakerConfig> {
         self.breaker.load_full()
     }
 
     /// A new breaker (policy change): the old circuit's task ends with its last handle.
-    pub fn replace_circuit(&self, circuit: Arc<Circuit>, breaker: BreakerConfig) {
+    pub(crate) fn replace_circuit(&self, circuit: Arc<Circuit>, breaker: BreakerConfig) {
         self.circuit.store(circuit);
         self.breaker.store(Arc::new(breaker));
     }

@@ -10,7 +10,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
 /// Rewrites the head in place for the HTTP/2 hop between sidecars.
-pub fn prepare(parts: &mut Parts, authority: Authority) -> Result<(), ProxyError> {
+pub(super) fn prepare(parts: &mut Parts, authority: Authority) -> Result<(), ProxyError> {
     let mut uri = std::mem::take(&mut parts.uri).into_parts();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(authority);
@@ -35,7 +35,7 @@ pub fn prepare(parts: &mut Parts, authority: Authority) -> Result<(), ProxyError
 }
 
 /// A copy of a prepared head, for one more try.
-pub fn copy_head(parts: &Parts) -> Request<()> {
+pub(super) fn copy_head(parts: &Parts) -> Request<()> {
     let mut request = Request::new(());
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = parts.uri.clone();

@@ -30,17 +30,17 @@ use crate::resilience::policy::RoutePolicy;
 use crate::resilience::replay::OutboundBody;
 use crate::resilience::retry_on::TryOutcome;
 
-pub use route::RouteError;
+pub(crate) use route::RouteError;
 
 /// The app's request and the authority it is for: what enters the stack.
-pub struct AppRequest {
+pub(crate) struct AppRequest {
     pub request: Request<Incoming>,
     pub authority: Authority,
 }
 
 /// A routed request: its head prepared for the mesh hop, its body (buffered when it may
 /// be retried), and what its route and its caller allow.
-pub struct Routed<'a> {
+pub(crate) struct Routed<'a> {
     pub head: Parts,
     pub body: OutboundBody,
     pub route: &'a RoutePolicy,
@@ -54,13 +54,13 @@ pub struct Routed<'a> {
 }
 
 /// One try of a request.
-pub struct Try {
+pub(crate) struct Try {
     pub request: Request<OutboundBody>,
     pub per_try_timeout: Option<Duration>,
 }
 
 /// A try after the balancer chose its endpoint.
-pub struct Picked<'a> {
+pub(crate) struct Picked<'a> {
     pub request: Request<OutboundBody>,
     pub per_try_timeout: Option<Duration>,
     pub endpoint: &'a Endpoint,
@@ -73,13 +73,13 @@ pub struct Picked<'a> {
 /// A failed try, and how it ended for `retryOn` (`None`: no retry can mend it, such as a
 /// full bulkhead or open circuits).
 #[derive(Debug)]
-pub struct TryError {
+pub(crate) struct TryError {
     pub error: ProxyError,
     pub outcome: Option<TryOutcome>,
 }
 
 impl TryError {
-    pub fn new(error: ProxyError, outcome: Option<TryOutcome>) -> Self {
+    pub(crate) fn new(error: ProxyError, outcome: Option<TryOutcome>) -> Self {
         TryError { error, outcome }
     }
 }
@@ -87,7 +87,7 @@ impl TryError {
 /// The outbound stack for one request to `target`, in the order the request passes:
 /// route, whole-request deadline, retries with the budget, bulkhead, balancer (skipping
 /// open breakers), per-try timeout, breaker accounting, the pooled mTLS connection.
-pub fn stack(
+pub(crate) fn stack(
     target: &Target,
 ) -> impl Service<AppRequest, Response = Response<Incoming>, Error = RouteError<'_>, Future: Send>
 + Send

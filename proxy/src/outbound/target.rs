@@ -23,7 +23,7 @@ use crate::resilience::policy::ServicePolicy;
 use crate::transport::{Http2Connection, Transport};
 
 /// What every target is built with: shared by all of them, never copied per service.
-pub struct TargetContext {
+pub(crate) struct TargetContext {
     /// One mTLS client config for every destination; the destination's identity is
     /// checked on each new connection.
     pub tls: Arc<ClientConfig>,
@@ -32,7 +32,7 @@ pub struct TargetContext {
 }
 
 /// A service this proxy calls, ready for requests.
-pub struct Target {
+pub(crate) struct Target {
     /// What it was built from; a different entry for the same service means a rebuild.
     pub entry: Arc<ServiceEntry>,
     pub endpoints: Vec<Arc<Endpoint>>,
@@ -49,7 +49,7 @@ pub struct Target {
 }
 
 /// What the balancer found for a request.
-pub enum Pick<'a> {
+pub(crate) enum Pick<'a> {
     Endpoint(&'a Arc<Endpoint>),
     NoEndpoints,
     /// Every endpoint's breaker is open (or half-open with its probe already out).
@@ -60,7 +60,7 @@ impl Target {
     /// The runtime state for `entry`. Endpoints that `previous` (the state of an older
     /// entry of the same service) already had keep their connection, latency history and
     /// breaker, so a config change drops no connection.
-    pub fn build(
+    pub(crate) fn build(
         entry: Arc<ServiceEntry>,
         previous: Option<&Target>,
         context: &TargetContext,
@@ -147,7 +147,7 @@ impl Target {
     }
 
     /// `name.namespace`, as metrics and logs name it.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.entry.key()
     }
 
@@ -162,7 +162,7 @@ impl Target {
     /// The endpoint for a try starting at `now`, as the policy's balancer chooses, among
     /// those whose breaker lets requests through; `avoid` (the endpoint of the previous
     /// try) is taken only when nothing else is usable.
-    pub fn pick(&self, now: Instant, avoid: Option<SocketAddr>) -> Pick<'_> {
+    pub(crate) fn pick(&self, now: Instant, avoid: Option<SocketAddr>) -> Pick<'_> {
         if self.endpoints.is_empty() {
             return Pick::NoEndpoints;
         }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::target::{Target, TargetContext};
 use crate::mesh::{MeshState, ServiceEntry};
 
-pub struct Targets {
+pub(crate) struct Targets {
     /// By `name.namespace`. A std mutex: held for a lookup or a build, never across an
     /// await, and uncontended on the default single worker.
     built: Mutex<HashMap<Box<str>, Arc<Target>>>,
@@ -24,7 +24,7 @@ pub struct Targets {
 }
 
 impl Targets {
-    pub fn new(context: TargetContext, mesh: Arc<MeshState>, idle: Duration) -> Arc<Self> {
+    pub(crate) fn new(context: TargetContext, mesh: Arc<MeshState>, idle: Duration) -> Arc<Self> {
         Arc::new(Targets {
             built: Mutex::new(HashMap::new()),
             context,
@@ -36,7 +36,7 @@ impl Targets {
 
     /// The runtime state of `entry`'s service, built now if this is its first request
     /// or if its entry changed since it was built.
-    pub fn get(&self, entry: &Arc<ServiceEntry>, now: Instant) -> Arc<Target> {
+    pub(crate) fn get(&self, entry: &Arc<ServiceEntry>, now: Instant) -> Arc<Target> {
         let stamp = self.stamp(now);
         let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
         let previous = match built.get(entry.key()) {
@@ -64,7 +64,7 @@ impl Targets {
 
     /// Drops the state of services idle for longer than the idle timeout, or gone from
     /// the mesh, unless a request still holds them. Returns how many were dropped.
-    pub fn evict_idle(&self, now: Instant) -> usize {
+    pub(crate) fn evict_idle(&self, now: Instant) -> usize {
         let cutoff = self.stamp(now).saturating_sub(self.idle.as_millis() as u64);
         let table = self.mesh.table();
         let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
@@ -82,7 +82,7 @@ impl Targets {
     }
 
     /// Evicts idle state for as long as the proxy runs.
-    pub async fn evict_idle_forever(self: Arc<Self>) {
+    pub(crate) async fn evict_idle_forever(self: Arc<Self>) {
         // Often enough that state lives at most about 1.25× the idle timeout.
         let period = (self.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
         let mut ticks = tokio::time::interval(period);
@@ -94,7 +94,7 @@ impl Targets {
     }
 
     /// The services with runtime state now, for the admin pages.
-    pub fn built(&self) -> Vec<Arc<Target>> {
+    pub(crate) fn built(&self) -> Vec<Arc<Target>> {
         let built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
         let mut targets: Vec<_> = built.values().cloned().collect();
         targets.sort_by(|a, b| a.name().cmp(b.name()));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug)]
-pub struct AimdLimit {
+pub(crate) struct AimdLimit {
     limit: f64,
     min: f64,
     max: f64,
@@ -20,7 +20,7 @@ pub struct AimdLimit {
 }
 
 impl AimdLimit {
-    pub fn new(initial: u32, min: u32, max: u32, now: Instant) -> Self {
+    pub(crate) fn new(initial: u32, min: u32, max: u32, now: Instant) -> Self {
         AimdLimit {
             limit: f64::from(initial.clamp(min, max)),
             min: f64::from(min.max(1)),
@@ -32,13 +32,13 @@ impl AimdLimit {
         }
     }
 
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit as u32
     }
 
     /// Records one request: its latency, whether the app failed, and how many requests
     /// were in flight when it started.
-    pub fn record(&mut self, latency: Duration, failed: bool, in_flight: u32, now: Instant) {
+    pub(crate) fn record(&mut self, latency: Duration, failed: bool, in_flight: u32, now: Instant) {
         if now.saturating_duration_since(self.window_started) >= self.window {
             self.baseline = [Duration::MAX, self.baseline[0]];
             self.window_started = now;

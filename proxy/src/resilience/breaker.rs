@@ -10,14 +10,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct FailureRate {
+pub(crate) struct FailureRate {
     pub threshold: f64,
     pub min_requests: u32,
     pub window: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct BreakerConfig {
+pub(crate) struct BreakerConfig {
     pub consecutive_failures: Option<u32>,
     pub failure_rate: Option<FailureRate>,
     pub base_ejection: Duration,
@@ -37,7 +37,7 @@ impl Default for BreakerConfig {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum State {
+pub(crate) enum State {
     Closed,
     Open { until: Instant },
     HalfOpen,
@@ -45,7 +45,7 @@ pub enum State {
 
 /// Why a breaker wants to open.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Trip {
+pub(crate) enum Trip {
     ConsecutiveFailures(u32),
     FailureRate { rate: f64, requests: u32 },
     ProbeFailed,
@@ -72,12 +72,12 @@ const SLICES: usize = 10;
 /// Whether one more endpoint may be ejected when `ejected` of `total` already are: only
 /// while the ejected share is below `max_percent` (so one of one may go, one of two at
 /// 50%, never a second of two).
-pub fn may_eject(ejected: usize, total: usize, max_percent: u32) -> bool {
+pub(crate) fn may_eject(ejected: usize, total: usize, max_percent: u32) -> bool {
     (ejected as u64) * 100 < u64::from(max_percent.min(100)) * total as u64
 }
 
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     config: BreakerConfig,
     state: State,
     consecutive: u32,
@@ -90,7 +90,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(config: BreakerConfig, now: Instant) -> Self {
+    pub(crate) fn new(config: BreakerConfig, now: Instant) -> Self {
         Breaker {
             config,
             state: State::Closed,
@@ -103,21 +103,21 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
-    pub fn ejections(&self) -> u32 {
+    pub(crate) fn ejections(&self) -> u32 {
         self.ejections
     }
 
     /// Consecutive failures seen while closed.
-    pub fn consecutive_failures(&self) -> u32 {
+    pub(crate) fn consecutive_failures(&self) -> u32 {
         self.consecutive
     }
 
     /// Records one request's outcome; returns why the breaker should open, if it should.
-    pub fn record(&mut self, success: bool, now: Instant) -> Option<Trip> {
+    pub(crate) fn record(&mut self, success: bool, now: Instant) -> Option<Trip> {
         match self.state {
             // Answers to requests sent before the ejection say nothing new.
             State::Open { .. } => None,
@@ -161,7 +161,7 @@ impl Breaker {
     }
 
     /// Opens the breaker; returns until when. Each ejection lasts longer than the last.
-    pub fn eject(&mut self, now: Instant) -> Instant {
+    pub(crate) fn eject(&mut self, now: Instant) -> Instant {
         if self.state == State::Closed
             && now.saturating_duration_since(self.closed_since) >= self.config.max_ejection
         {
@@ -181,7 +181,7 @@ impl Breaker {
     }
 
     /// A trip that the max-ejected cap refused: start counting afresh, stay closed.
-    pub fn decline(&mut self, now: Instant) {
+    pub(crate) fn decline(&mut self, now: Instant) {
         if self.state == State::HalfOpen {
             // A failed probe that cannot be re-ejected: let traffic decide again.
             self.close(now);
@@ -190,7 +190,7 @@ impl Breaker {
     }
 
     /// Moves an expired ejection to half-open; returns whether it did.
-    pub fn tick(&mut self, now: Instant) -> bool {
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
         match self.state {
             State::Open { until } if now >= until => {
                 self.state = State::HalfOpen;

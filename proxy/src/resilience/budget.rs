@@ -16,7 +16,7 @@ struct Slice {
 }
 
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     ratio: f64,
     min_per_second: u32,
     window: Duration,
@@ -28,7 +28,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    pub fn new(ratio: f64, min_per_second: u32, window: Duration, now: Instant) -> Self {
+    pub(crate) fn new(ratio: f64, min_per_second: u32, window: Duration, now: Instant) -> Self {
         let window = window.max(Duration::from_millis(SLICES as u64));
         RetryBudget {
             ratio: ratio.clamp(0.0, 1.0),
@@ -42,13 +42,13 @@ impl RetryBudget {
     }
 
     /// Counts a request (its first try).
-    pub fn record_request(&mut self, now: Instant) {
+    pub(crate) fn record_request(&mut self, now: Instant) {
         self.roll(now);
         self.slices[self.current].requests += 1;
     }
 
     /// Takes a retry from the budget if there is one left.
-    pub fn try_retry(&mut self, now: Instant) -> bool {
+    pub(crate) fn try_retry(&mut self, now: Instant) -> bool {
         self.roll(now);
         let (requests, retries) = self.slices.iter().fold((0u64, 0u64), |(q, r), s| {
             (q + u64::from(s.requests), r + u64::from(s.retries))

@@ -26,21 +26,21 @@ const OUTCOME_QUEUE: usize = 1024;
 
 /// Shared by a service's endpoints: how many are ejected, of how many.
 #[derive(Debug, Default)]
-pub struct EjectionCap {
+pub(crate) struct EjectionCap {
     ejected: AtomicUsize,
     total: AtomicUsize,
     max_percent: AtomicU32,
 }
 
 impl EjectionCap {
-    pub fn new(total: usize, max_percent: u32) -> Arc<Self> {
+    pub(crate) fn new(total: usize, max_percent: u32) -> Arc<Self> {
         let cap = Arc::new(EjectionCap::default());
         cap.update(total, max_percent);
         cap
     }
 
     /// New endpoint count or percentage (a snapshot changed the service).
-    pub fn update(&self, total: usize, max_percent: u32) {
+    pub(crate) fn update(&self, total: usize, max_percent: u32) {
         self.total.store(total, Ordering::Relaxed);
         self.max_percent.store(max_percent, Ordering::Relaxed);
     }
@@ -64,14 +64,14 @@ impl EjectionCap {
     }
 
     #[cfg(test)]
-    pub fn ejected(&self) -> usize {
+    pub(crate) fn ejected(&self) -> usize {
         self.ejected.load(Ordering::Relaxed)
     }
 }
 
 /// Counters for `/metrics`, shared by the breakers of a proxy.
 #[derive(Debug, Default)]
-pub struct CircuitMetrics {
+pub(crate) struct CircuitMetrics {
     /// Trips seen, enforced or not.
     pub detected: AtomicU64,
     /// Trips that ejected an endpoint.
@@ -80,7 +80,7 @@ pub struct CircuitMetrics {
 
 /// What `/circuits` shows about one endpoint.
 #[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct CircuitReport {
+pub(crate) struct CircuitReport {
     pub endpoint: String,
     pub state: &'static str,
     pub consecutive_failures: u32,
@@ -95,7 +95,7 @@ pub struct CircuitReport {
 
 /// One endpoint's breaker as the request path sees it.
 #[derive(Debug)]
-pub struct Circuit {
+pub(crate) struct Circuit {
     gate: AtomicU8,
     outcomes: mpsc::Sender<bool>,
     report: Mutex<CircuitReport>,
@@ -103,7 +103,7 @@ pub struct Circuit {
 
 impl Circuit {
     /// Starts the endpoint's breaker task; it ends when the circuit is dropped.
-    pub fn spawn(
+    pub(crate) fn spawn(
         addr: SocketAddr,
         config: BreakerConfig,
         cap: Arc<EjectionCap>,
@@ -125,13 +125,13 @@ impl Circuit {
 
     /// Whether the balancer may consider this endpoint (closed, or half-open and free
     /// for its probe).
-    pub fn is_usable(&self) -> bool {
+    pub(crate) fn is_usable(&self) -> bool {
         matches!(self.gate.load(Ordering::Acquire), CLOSED | HALF_OPEN)
     }
 
     /// Claims passage for a request to the picked endpoint: always when closed; when
     /// half-open, only the one request that becomes the probe.
-    pub fn try_pass(&self) -> bool {
+    pub(crate) fn try_pass(&self) -> bool {
         match self.gate.load(Ordering::Acquire) {
             CLOSED => true,
             HALF_OPEN => self
@@ -143,11 +143,11 @@ impl Circuit {
     }
 
     /// Reports a finished request; never waits.
-    pub fn record(&self, success: bool) {
+    pub(crate) fn record(&self, success: bool) {
         let _ = self.outcomes.try_send(success);
     }
 
-    pub fn report(&self) -> CircuitReport {
+    pub(crate) fn report(&self) -> CircuitReport {
         self.report.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejected {
+pub(crate) enum Rejected {
     /// In flight and queue both full.
     Full,
     /// Waited `queue_timeout` in the queue.
@@ -18,7 +18,7 @@ pub enum Rejected {
 }
 
 #[derive(Debug)]
-pub struct ConcurrencyLimit {
+pub(crate) struct ConcurrencyLimit {
     permits: Arc<Semaphore>,
     pending: AtomicU32,
     max_pending: u32,
@@ -26,10 +26,10 @@ pub struct ConcurrencyLimit {
 }
 
 /// Held while the request is in flight.
-pub type Admission = OwnedSemaphorePermit;
+pub(crate) type Admission = OwnedSemaphorePermit;
 
 impl ConcurrencyLimit {
-    pub fn new(max_concurrent: u32, max_pending: u32, queue_timeout: Duration) -> Self {
+    pub(crate) fn new(max_concurrent: u32, max_pending: u32, queue_timeout: Duration) -> Self {
         ConcurrencyLimit {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1) as usize)),
             pending: AtomicU32::new(0),
@@ -39,11 +39,11 @@ impl ConcurrencyLimit {
     }
 
     /// Admits at once if a slot is free: [`ConcurrencyLimit::admit`] without the queue.
-    pub fn try_admit(&self) -> Option<Admission> {
+    pub(crate) fn try_admit(&self) -> Option<Admission> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
-    pub async fn admit(&self) -> Result<Admission, Rejected> {
+    pub(crate) async fn admit(&self) -> Result<Admission, Rejected> {
         if let Some(permit) = self.try_admit() {
             return Ok(permit);
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::circuit::CircuitMetrics;
 
 #[derive(Debug, Default)]
-pub struct ResilienceCounters {
+pub(crate) struct ResilienceCounters {
     pub retries: AtomicU64,
     pub budget_exhausted: AtomicU64,
     pub bulkhead_rejected: AtomicU64,
@@ -17,7 +17,7 @@ pub struct ResilienceCounters {
 }
 
 impl ResilienceCounters {
-    pub fn inc(counter: &AtomicU64) {
+    pub(crate) fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 }
@@ -26,7 +26,7 @@ impl ResilienceCounters {
 type Family = (&'static str, &'static str, fn(&ResilienceCounters) -> u64);
 
 /// Renders the counters of the outbound services (`name.namespace` labels).
-pub fn render<'a>(
+pub(crate) fn render<'a>(
     out: &mut String,
     services: impl Iterator<Item = (&'a str, &'a ResilienceCounters)> + Clone,
 ) {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 
-pub const DEADLINE_HEADER: &str = "outrigger-deadline-ms";
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub(crate) const DEADLINE_HEADER: &str = "outrigger-deadline-ms";
+pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// The time budget a request arrived with: the smaller of the two headers.
-pub fn incoming_budget(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn incoming_budget(headers: &HeaderMap) -> Option<Duration> {
     let ours = headers
         .get(DEADLINE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -28,7 +28,7 @@ pub fn incoming_budget(headers: &HeaderMap) -> Option<Duration> {
 
 /// Writes the remaining budget for the next hop. `grpc-timeout` is rewritten only when the
 /// request already carries one (it is a gRPC call).
-pub fn set_budget(headers: &mut HeaderMap, remaining: Duration) {
+pub(crate) fn set_budget(headers: &mut HeaderMap, remaining: Duration) {
     let ms = remaining.as_millis().min(u128::from(u64::MAX)) as u64;
     headers.insert(DEADLINE_HEADER, HeaderValue::from(ms));
     if headers.contains_key(GRPC_TIMEOUT) {
@@ -41,7 +41,7 @@ pub fn set_budget(headers: &mut HeaderMap, remaining: Duration) {
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let value = value.trim();
     if value.len() < 2 || value.len() > 9 {
         return None;

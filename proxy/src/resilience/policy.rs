@@ -12,10 +12,10 @@ use super::retry_on::RetryOn;
 use crate::request_match::RequestMatcher;
 
 /// Bodies up to this size are buffered so that they can be retried.
-pub const MAX_RETRY_BODY: usize = 64 * 1024;
+pub(crate) const MAX_RETRY_BODY: usize = 64 * 1024;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first try.
     pub attempts: u32,
     pub per_try_timeout: Option<Duration>,
@@ -27,14 +27,14 @@ pub struct RetryPolicy {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct BudgetPolicy {
+pub(crate) struct BudgetPolicy {
     pub ratio: f64,
     pub min_per_second: u32,
     pub window: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct BulkheadPolicy {
+pub(crate) struct BulkheadPolicy {
     pub max_concurrent: u32,
     pub max_pending: u32,
     pub queue_timeout: Duration,
@@ -42,7 +42,7 @@ pub struct BulkheadPolicy {
 
 /// What applies to one request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RoutePolicy {
+pub(crate) struct RoutePolicy {
     pub request_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub fallback: Option<Fallback>,
@@ -50,7 +50,7 @@ pub struct RoutePolicy {
 
 /// Everything about calling one service.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ServicePolicy {
+pub(crate) struct ServicePolicy {
     pub connect_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub budget: BudgetPolicy,
@@ -63,7 +63,7 @@ pub struct ServicePolicy {
 
 impl ServicePolicy {
     /// The policy for a service; `None` gives every default.
-    pub fn resolve(spec: Option<&TrafficPolicySpec>, connect_default: Duration) -> Self {
+    pub(crate) fn resolve(spec: Option<&TrafficPolicySpec>, connect_default: Duration) -> Self {
         let spec = spec.cloned().unwrap_or_default();
         let timeouts = spec.timeouts.clone().unwrap_or_default();
         let retries = spec.retries.clone().unwrap_or_default();
@@ -109,7 +109,7 @@ impl ServicePolicy {
     }
 
     /// The first matching route's policy, or the service's.
-    pub fn route(&self, method: &Method, path: &str) -> &RoutePolicy {
+    pub(crate) fn route(&self, method: &Method, path: &str) -> &RoutePolicy {
         self.routes
             .iter()
             .find(|(matcher, _)| matcher.matches(method, path))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     per_second: f64,
     burst: f64,
     tokens: f64,
@@ -16,7 +16,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// Starts full, so a service is not refused the moment its policy arrives.
-    pub fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+    pub(crate) fn new(per_second: u32, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
         TokenBucket {
             per_second: f64::from(per_second.max(1)),
@@ -27,7 +27,7 @@ impl TokenBucket {
     }
 
     /// Takes a token, or says how long until one is available.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);

@@ -10,11 +10,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-pub use super::policy::MAX_RETRY_BODY;
+pub(crate) use super::policy::MAX_RETRY_BODY;
 
 /// A request body as the outbound side sends it.
 #[derive(Debug)]
-pub enum OutboundBody {
+pub(crate) enum OutboundBody {
     /// Fully in memory: can be sent any number of times.
     Buffered(Option<Bytes>),
     /// Too large to buffer: what was already read, then the rest, once.
@@ -26,7 +26,7 @@ pub enum OutboundBody {
 
 impl OutboundBody {
     /// Reads `body` into memory if it fits, otherwise keeps streaming it.
-    pub async fn from_incoming(mut body: Incoming) -> Result<OutboundBody, hyper::Error> {
+    pub(crate) async fn from_incoming(mut body: Incoming) -> Result<OutboundBody, hyper::Error> {
         if body.is_end_stream() {
             return Ok(OutboundBody::Buffered(None));
         }
@@ -61,7 +61,7 @@ impl OutboundBody {
     }
 
     /// A copy for another try, if this body can be sent again.
-    pub fn try_clone(&self) -> Option<OutboundBody> {
+    pub(crate) fn try_clone(&self) -> Option<OutboundBody> {
         match self {
             OutboundBody::Buffered(bytes) => Some(OutboundBody::Buffered(bytes.clone())),
             OutboundBody::Streaming { .. } => None,

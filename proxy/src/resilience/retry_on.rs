@@ -8,7 +8,7 @@ use outrigger_api::RetryCondition;
 
 /// How one try ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TryOutcome {
+pub(crate) enum TryOutcome {
     Status(StatusCode),
     /// The connection could not be made (the request never left).
     ConnectFailure,
@@ -39,15 +39,15 @@ fn matches(condition: RetryCondition, outcome: TryOutcome) -> bool {
 
 /// A `retryOn` list.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryOn(Vec<RetryCondition>);
+pub(crate) struct RetryOn(Vec<RetryCondition>);
 
 impl RetryOn {
-    pub fn new(conditions: &[RetryCondition]) -> RetryOn {
+    pub(crate) fn new(conditions: &[RetryCondition]) -> RetryOn {
         RetryOn(conditions.to_vec())
     }
 
     /// DESIGN.md's default: connect failures, refused streams and resets.
-    pub fn default_conditions() -> RetryOn {
+    pub(crate) fn default_conditions() -> RetryOn {
         RetryOn(vec![
             RetryCondition::ConnectFailure,
             RetryCondition::RefusedStream,
@@ -55,12 +55,12 @@ impl RetryOn {
         ])
     }
 
-    pub fn retries(&self, outcome: TryOutcome) -> bool {
+    pub(crate) fn retries(&self, outcome: TryOutcome) -> bool {
         self.0.iter().any(|c| matches(*c, outcome))
     }
 }
 /// Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
-pub fn idempotent(method: &Method) -> bool {
+pub(crate) fn idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -69,7 +69,7 @@ pub fn idempotent(method: &Method) -> bool {
 
 /// A `Retry-After` in seconds (the HTTP-date form is not honoured: it needs a clock
 /// agreement the mesh cannot assume).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }

@@ -24,7 +24,7 @@ use crate::metrics::ProxyMetrics;
 
 /// How a connection to the address is made.
 #[derive(Clone)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// To the local app (HTTP/2 prior knowledge).
     Plain,
     /// To a peer sidecar: mTLS with the proxy's shared client config (which checks the
@@ -35,7 +35,7 @@ pub enum Transport {
     },
 }
 
-pub struct Http2Connection<B> {
+pub(crate) struct Http2Connection<B> {
     addr: SocketAddr,
     transport: Transport,
     connect_timeout: Duration,
@@ -55,7 +55,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    pub fn new(
+    pub(crate) fn new(
         addr: SocketAddr,
         transport: Transport,
         connect_timeout: Duration,
@@ -75,17 +75,17 @@ where
     }
 
     /// Closes connections that carried no request for `idle` (TrafficPolicy `timeouts.idle`).
-    pub fn with_idle_timeout(mut self, idle: Option<Duration>) -> Self {
+    pub(crate) fn with_idle_timeout(mut self, idle: Option<Duration>) -> Self {
         self.idle_timeout = idle;
         self
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// A sender on a live connection, connecting if there is none.
-    pub async fn sender(&self) -> Result<SendRequest<B>, ProxyError> {
+    pub(crate) async fn sender(&self) -> Result<SendRequest<B>, ProxyError> {
         self.last_used
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         if let Some(live) = self.live() {

@@ -4,7 +4,7 @@
 
 /// A compiled `from` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdGlob {
+pub(super) struct IdGlob {
     pattern: String,
     /// Since `*` never matches `/`, the pattern's and the id's `/`-separated parts pair up
     /// one to one: a glob is a list of per-part globs, and matching never backtracks
@@ -13,7 +13,7 @@ pub struct IdGlob {
 }
 
 impl IdGlob {
-    pub fn new(pattern: &str) -> Self {
+    pub(super) fn new(pattern: &str) -> Self {
         let parts = if pattern.contains('*') {
             pattern.split('/').map(str::to_string).collect()
         } else {
@@ -25,7 +25,7 @@ impl IdGlob {
         }
     }
 
-    pub fn matches(&self, id: &str) -> bool {
+    pub(super) fn matches(&self, id: &str) -> bool {
         if self.parts.is_empty() {
             return id == self.pattern;
         }

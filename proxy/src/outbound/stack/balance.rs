@@ -18,17 +18,17 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::outbound::{Pick, Target};
 
 #[derive(Clone)]
-pub struct Balance<'a, S> {
+pub(crate) struct Balance<'a, S> {
     target: &'a Target,
     inner: S,
     /// The endpoint of this request's previous try.
     previous: Option<SocketAddr>,
 }
 
-pub struct BalanceLayer<'a>(&'a Target);
+pub(crate) struct BalanceLayer<'a>(&'a Target);
 
 impl<'a> Balance<'a, ()> {
-    pub fn layer(target: &'a Target) -> BalanceLayer<'a> {
+    pub(crate) fn layer(target: &'a Target) -> BalanceLayer<'a> {
         BalanceLayer(target)
     }
 }
@@ -91,7 +91,7 @@ where
 pin_project! {
     /// The try on its endpoint, or the reason there was none.
     #[project = PickProj]
-    pub enum PickFuture<F> {
+    pub(crate) enum PickFuture<F> {
         Sent { #[pin] inner: F },
         Failed { error: Option<TryError> },
     }

@@ -20,7 +20,7 @@ use crate::resilience::counters::ResilienceCounters;
 /// Waiting in the bulkhead's queue (boxed: only when no slot is free at once).
 type Queued<'a> = Pin<Box<dyn Future<Output = Result<Admission, Rejected>> + Send + 'a>>;
 
-pub struct Bulkhead<'a, S> {
+pub(crate) struct Bulkhead<'a, S> {
     target: &'a Target,
     inner: S,
     queued: Option<Queued<'a>>,
@@ -39,10 +39,10 @@ impl<S: Clone> Clone for Bulkhead<'_, S> {
     }
 }
 
-pub struct BulkheadLayer<'a>(&'a Target);
+pub(crate) struct BulkheadLayer<'a>(&'a Target);
 
 impl<'a> Bulkhead<'a, ()> {
-    pub fn layer(target: &'a Target) -> BulkheadLayer<'a> {
+    pub(crate) fn layer(target: &'a Target) -> BulkheadLayer<'a> {
         BulkheadLayer(target)
     }
 }
@@ -116,7 +116,7 @@ impl<S> Bulkhead<'_, S> {
 
 pin_project! {
     /// The try below, holding its slot in the bulkhead until it is done.
-    pub struct Admitted<F> {
+    pub(crate) struct Admitted<F> {
         #[pin]
         inner: F,
         _admission: Option<Admission>,

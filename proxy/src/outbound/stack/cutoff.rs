@@ -10,14 +10,14 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 /// Says what a cut-off future fails with.
-pub trait Expiry {
+pub(crate) trait Expiry {
     type Error;
     fn error(&self) -> Self::Error;
 }
 
 pin_project! {
     /// `inner`, unless `at` passes first (polled first, as `tokio::time::timeout`).
-    pub struct CutOff<F, X> {
+    pub(crate) struct CutOff<F, X> {
         #[pin]
         inner: F,
         #[pin]
@@ -27,7 +27,7 @@ pin_project! {
 }
 
 impl<F, X> CutOff<F, X> {
-    pub fn new(inner: F, at: Option<Instant>, expiry: X) -> Self {
+    pub(crate) fn new(inner: F, at: Option<Instant>, expiry: X) -> Self {
         CutOff {
             inner,
             sleep: at.map(tokio::time::sleep_until),

@@ -14,14 +14,14 @@ use super::cutoff::{CutOff, Expiry};
 use crate::error::{ErrorCode, ProxyError};
 
 #[derive(Clone)]
-pub struct Deadline<S> {
+pub(crate) struct Deadline<S> {
     inner: S,
 }
 
-pub struct DeadlineLayer;
+pub(crate) struct DeadlineLayer;
 
 impl Deadline<()> {
-    pub fn layer() -> DeadlineLayer {
+    pub(crate) fn layer() -> DeadlineLayer {
         DeadlineLayer
     }
 }
@@ -55,7 +55,7 @@ where
 }
 
 /// The whole-request limit, for its 504.
-pub struct RequestLimit(Duration);
+pub(crate) struct RequestLimit(Duration);
 
 impl Expiry for RequestLimit {
     type Error = ProxyError;

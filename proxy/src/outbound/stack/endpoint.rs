@@ -17,7 +17,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::resilience::retry_on::TryOutcome;
 
 #[derive(Clone, Copy)]
-pub struct Connection;
+pub(crate) struct Connection;
 
 impl<'a> Service<Picked<'a>> for Connection {
     type Response = Response<Incoming>;

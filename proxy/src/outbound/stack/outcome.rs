@@ -17,14 +17,14 @@ use super::{Picked, TryError};
 use crate::outbound::endpoint::Endpoint;
 
 #[derive(Clone)]
-pub struct RecordOutcome<S> {
+pub(crate) struct RecordOutcome<S> {
     inner: S,
 }
 
-pub struct RecordOutcomeLayer;
+pub(crate) struct RecordOutcomeLayer;
 
 impl RecordOutcome<()> {
-    pub fn layer() -> RecordOutcomeLayer {
+    pub(crate) fn layer() -> RecordOutcomeLayer {
         RecordOutcomeLayer
     }
 }
@@ -64,7 +64,7 @@ where
 
 pin_project! {
     /// The try, its outcome recorded when it ends.
-    pub struct Accounted<'a, F> {
+    pub(crate) struct Accounted<'a, F> {
         #[pin]
         inner: F,
         account: Account<'a>,

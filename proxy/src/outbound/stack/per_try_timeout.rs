@@ -16,14 +16,14 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::resilience::retry_on::TryOutcome;
 
 #[derive(Clone)]
-pub struct PerTryTimeout<S> {
+pub(crate) struct PerTryTimeout<S> {
     inner: S,
 }
 
-pub struct PerTryTimeoutLayer;
+pub(crate) struct PerTryTimeoutLayer;
 
 impl PerTryTimeout<()> {
-    pub fn layer() -> PerTryTimeoutLayer {
+    pub(crate) fn layer() -> PerTryTimeoutLayer {
         PerTryTimeoutLayer
     }
 }
@@ -60,7 +60,7 @@ where
 }
 
 /// The per-try limit, for its 504 (a `retryOn` timeout outcome).
-pub struct TryLimit {
+pub(crate) struct TryLimit {
     limit: Duration,
     addr: SocketAddr,
 }

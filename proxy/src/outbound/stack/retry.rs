@@ -24,18 +24,18 @@ use crate::resilience::retry_on::{TryOutcome, retry_after};
 
 /// Marks a retried request (1 for the first retry); a sidecar seeing it does not retry
 /// the request again, so retries never multiply across hops.
-pub const RETRY_ATTEMPT_HEADER: &str = "outrigger-retry-attempt";
+pub(crate) const RETRY_ATTEMPT_HEADER: &str = "outrigger-retry-attempt";
 
 #[derive(Clone)]
-pub struct Retry<'a, S> {
+pub(crate) struct Retry<'a, S> {
     target: &'a Target,
     inner: S,
 }
 
-pub struct RetryLayer<'a>(&'a Target);
+pub(crate) struct RetryLayer<'a>(&'a Target);
 
 impl<'a> Retry<'a, ()> {
-    pub fn layer(target: &'a Target) -> RetryLayer<'a> {
+    pub(crate) fn layer(target: &'a Target) -> RetryLayer<'a> {
         RetryLayer(target)
     }
 }

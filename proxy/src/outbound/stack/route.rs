@@ -27,21 +27,21 @@ use crate::resilience::retry_on::idempotent;
 /// A request that failed, with the fallback its route answers with while every circuit
 /// is open.
 #[derive(Debug)]
-pub struct RouteError<'a> {
+pub(crate) struct RouteError<'a> {
     pub error: ProxyError,
     pub fallback: Option<&'a Fallback>,
 }
 
 #[derive(Clone)]
-pub struct Route<'a, S> {
+pub(crate) struct Route<'a, S> {
     target: &'a Target,
     inner: S,
 }
 
-pub struct RouteLayer<'a>(&'a Target);
+pub(crate) struct RouteLayer<'a>(&'a Target);
 
 impl<'a> Route<'a, ()> {
-    pub fn layer(target: &'a Target) -> RouteLayer<'a> {
+    pub(crate) fn layer(target: &'a Target) -> RouteLayer<'a> {
         RouteLayer(target)
     }
 }
@@ -137,7 +137,7 @@ type Reading<'a> = Pin<Box<dyn Future<Output = Result<Routed<'a>, ProxyError>> +
 
 pin_project! {
     /// The request routed, then sent down the stack.
-    pub struct RouteFuture<'a, S, F> {
+    pub(crate) struct RouteFuture<'a, S, F> {
         #[pin]
         state: State<'a, S, F>,
         fallback: Option<&'a Fallback>,
