@@ -6,16 +6,16 @@
 //! touched.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use outrigger_certs::{Ca, CertStore, SpiffeId, SpiffeIdError, WorkloadKey};
+use outrigger_certs::{
+    Ca, CertStore, RENEW_AT, SpiffeId, SpiffeIdError, WorkloadKey, renew_after, unix_now,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// After a failed renewal, try again this soon (the current certificate is still valid).
 const RETRY: Duration = Duration::from_secs(30);
-/// Never spin, whatever the TTL.
-const MIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The identity the control plane serves its API with, in `trust_domain`.
 pub fn control_plane_identity(trust_domain: &str) -> Result<SpiffeId, SpiffeIdError> {
@@ -73,41 +73,17 @@ pub(crate) async fn renew(
                 warn!(
                     "cannot renew the control plane's serving certificate (retrying in {RETRY:?}): {e}"
                 );
-                // Wake again after RETRY: 70% of this much remaining life.
-                not_after = unix_now() + (RETRY.as_secs() * 10 / 7) as i64;
+                // Wake again after RETRY: the renewal share of this much remaining life.
+                not_after = unix_now() + (RETRY.as_secs_f64() / RENEW_AT) as i64;
             }
         }
     }
-}
-
-/// How long to wait before renewing a certificate that ends at `not_after`: 70% of what
-/// is left, leaving 30% of its life to retry in if the CA fails.
-fn renew_after(not_after: i64, now: i64) -> Duration {
-    let remaining = Duration::from_secs(u64::try_from(not_after - now).unwrap_or(0));
-    remaining.mul_f64(0.7).max(MIN_WAIT)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use outrigger_certs::{init_ca, spiffe_id_of};
-
-    #[test]
-    fn renews_at_seventy_percent_never_spinning() {
-        assert_eq!(
-            renew_after(1_000 + 86_400, 1_000),
-            Duration::from_secs(60_480)
-        );
-        assert_eq!(renew_after(1_000, 1_000), MIN_WAIT);
-        assert_eq!(renew_after(900, 1_000), MIN_WAIT);
-    }
 
     #[test]
     fn issues_the_control_plane_identity() {
