@@ -117,7 +117,16 @@ impl Inbound {
     {
         let service = service_fn(move |req| {
             let (this, caller) = (self.clone(), caller.clone());
-            async move { Ok::<_, Infallible>(this.forward(req, &caller).await) }
+            async move {
+                let grpc = crate::error::is_grpc(req.headers());
+                let response = this.forward(req, &caller).await;
+                // A gRPC caller hears of a mesh failure in gRPC's terms.
+                Ok::<_, Infallible>(if grpc {
+                    crate::error::for_grpc_caller(response)
+                } else {
+                    response
+                })
+            }
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
         if let Err(error) = watcher.watch(conn).await {

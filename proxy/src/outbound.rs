@@ -68,7 +68,16 @@ impl Outbound {
                 async move {
                     let service = service_fn(move |req| {
                         let this = this.clone();
-                        async move { Ok::<_, Infallible>(this.proxy(req).await) }
+                        async move {
+                            let grpc = crate::error::is_grpc(req.headers());
+                            let response = this.proxy(req).await;
+                            // A gRPC caller hears of a mesh failure in gRPC's terms.
+                            Ok::<_, Infallible>(if grpc {
+                                crate::error::for_grpc_caller(response)
+                            } else {
+                                response
+                            })
+                        }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(error) = watcher.watch(conn).await {

@@ -25,17 +25,46 @@ pub enum RetryCondition {
     Retriable4xx,
     /// A status code, such as `"503"`.
     Status(u16),
+    /// `cancelled`: a gRPC response with `grpc-status` CANCELLED (1).
+    GrpcCancelled,
+    /// `deadline-exceeded`: gRPC DEADLINE_EXCEEDED (4).
+    GrpcDeadlineExceeded,
+    /// `internal`: gRPC INTERNAL (13).
+    GrpcInternal,
+    /// `resource-exhausted`: gRPC RESOURCE_EXHAUSTED (8).
+    GrpcResourceExhausted,
+    /// `unavailable`: gRPC UNAVAILABLE (14).
+    GrpcUnavailable,
 }
 
 /// The named conditions, as written in YAML.
-pub const RETRY_CONDITION_NAMES: [&str; 6] = [
+pub const RETRY_CONDITION_NAMES: [&str; 11] = [
     "connect-failure",
     "reset",
     "refused-stream",
     "gateway-error",
     "5xx",
     "retriable-4xx",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
 ];
+
+impl RetryCondition {
+    /// The gRPC status code a gRPC condition names.
+    pub fn grpc_status(self) -> Option<u16> {
+        Some(match self {
+            RetryCondition::GrpcCancelled => 1,
+            RetryCondition::GrpcDeadlineExceeded => 4,
+            RetryCondition::GrpcResourceExhausted => 8,
+            RetryCondition::GrpcInternal => 13,
+            RetryCondition::GrpcUnavailable => 14,
+            _ => return None,
+        })
+    }
+}
 
 /// A `retryOn` entry that is none of the above.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +94,11 @@ impl FromStr for RetryCondition {
             "gateway-error" => RetryCondition::GatewayError,
             "5xx" => RetryCondition::ServerError,
             "retriable-4xx" => RetryCondition::Retriable4xx,
+            "cancelled" => RetryCondition::GrpcCancelled,
+            "deadline-exceeded" => RetryCondition::GrpcDeadlineExceeded,
+            "internal" => RetryCondition::GrpcInternal,
+            "resource-exhausted" => RetryCondition::GrpcResourceExhausted,
+            "unavailable" => RetryCondition::GrpcUnavailable,
             code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) => {
                 match code.parse::<u16>() {
                     Ok(status @ 100..=599) => RetryCondition::Status(status),
@@ -85,6 +119,11 @@ impl fmt::Display for RetryCondition {
             RetryCondition::GatewayError => "gateway-error",
             RetryCondition::ServerError => "5xx",
             RetryCondition::Retriable4xx => "retriable-4xx",
+            RetryCondition::GrpcCancelled => "cancelled",
+            RetryCondition::GrpcDeadlineExceeded => "deadline-exceeded",
+            RetryCondition::GrpcInternal => "internal",
+            RetryCondition::GrpcResourceExhausted => "resource-exhausted",
+            RetryCondition::GrpcUnavailable => "unavailable",
             RetryCondition::Status(code) => return write!(f, "{code}"),
         };
         f.write_str(name)

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use http::Method;
-use outrigger_api::{BulkheadSpec, CircuitBreaker, Fallback, Retries, Timeouts, TrafficPolicySpec};
+use outrigger_api::{
+    BulkheadSpec, CircuitBreaker, Fallback, Protocol, Retries, Timeouts, TrafficPolicySpec,
+};
 
 use super::breaker::{BreakerConfig, FailureRate};
 use super::retry_on::RetryOn;
@@ -63,13 +65,18 @@ pub(crate) struct ServicePolicy {
 
 impl ServicePolicy {
     /// The policy for a service; `None` gives every default.
-    pub(crate) fn resolve(spec: Option<&TrafficPolicySpec>, connect_default: Duration) -> Self {
+    pub(crate) fn resolve(
+        spec: Option<&TrafficPolicySpec>,
+        protocol: Protocol,
+        connect_default: Duration,
+    ) -> Self {
+        let grpc = protocol == Protocol::Grpc;
         let spec = spec.cloned().unwrap_or_default();
         let timeouts = spec.timeouts.clone().unwrap_or_default();
         let retries = spec.retries.clone().unwrap_or_default();
         let default_route = RoutePolicy {
             request_timeout: timeouts.request.map(|d| d.get()),
-            retry: retry_policy(&retries, &Retries::default()),
+            retry: retry_policy(&retries, &Retries::default(), grpc),
             fallback: spec.fallback.clone(),
         };
         let routes = spec
@@ -79,7 +86,7 @@ impl ServicePolicy {
                 let timeouts = merge_timeouts(&timeouts, route.timeouts.as_ref());
                 let policy = RoutePolicy {
                     request_timeout: timeouts.request.map(|d| d.get()),
-                    retry: retry_policy(route.retries.as_ref().unwrap_or(&retries), &retries),
+                    retry: retry_policy(route.retries.as_ref().unwrap_or(&retries), &retries, grpc),
                     fallback: route.fallback.clone().or_else(|| spec.fallback.clone()),
                 };
                 (RequestMatcher::new(&route.matches), policy)
@@ -131,7 +138,7 @@ fn merge_timeouts(base: &Timeouts, over: Option<&Timeouts>) -> Timeouts {
 
 /// `retries` over `base` field by field, then DESIGN.md's defaults: one retry on
 /// connect-failure, refused-stream and reset; backoff 25ms..250ms.
-fn retry_policy(retries: &Retries, base: &Retries) -> RetryPolicy {
+fn retry_policy(retries: &Retries, base: &Retries, grpc: bool) -> RetryPolicy {
     let retry_on = retries
         .retry_conditions()
         .or_else(|| base.retry_conditions());
@@ -144,7 +151,7 @@ fn retry_policy(retries: &Retries, base: &Retries) -> RetryPolicy {
             .map(|d| d.get()),
         retry_on: retry_on
             .map(|conditions| RetryOn::new(&conditions))
-            .unwrap_or_else(RetryOn::default_conditions),
+            .unwrap_or_else(|| RetryOn::default_conditions(grpc)),
         backoff_base: backoff
             .map(|b| b.base.get())
             .unwrap_or(Duration::from_millis(25)),
@@ -211,11 +218,11 @@ mod tests {
 
     #[test]
     fn absent_policy_gives_the_design_defaults() {
-        let policy = ServicePolicy::resolve(None, Duration::from_secs(1));
+        let policy = ServicePolicy::resolve(None, Protocol::Http, Duration::from_secs(1));
         let route = policy.route(&Method::GET, "/");
         assert_eq!(route.request_timeout, None);
         assert_eq!(route.retry.attempts, 1);
-        assert_eq!(route.retry.retry_on, RetryOn::default_conditions());
+        assert_eq!(route.retry.retry_on, RetryOn::default_conditions(false));
         assert_eq!(
             policy.budget,
             BudgetPolicy {
@@ -276,7 +283,7 @@ mod tests {
             ],
             ..TrafficPolicySpec::default()
         };
-        let policy = ServicePolicy::resolve(Some(&spec), Duration::from_secs(1));
+        let policy = ServicePolicy::resolve(Some(&spec), Protocol::Http, Duration::from_secs(1));
         assert_eq!(policy.connect_timeout, Duration::from_millis(300));
         let post = policy.route(&Method::POST, "/charge/now");
         assert_eq!(post.retry.attempts, 0);
@@ -311,7 +318,7 @@ mod tests {
             }),
             ..TrafficPolicySpec::default()
         };
-        let policy = ServicePolicy::resolve(Some(&spec), Duration::from_secs(1));
+        let policy = ServicePolicy::resolve(Some(&spec), Protocol::Http, Duration::from_secs(1));
         assert_eq!(policy.breaker.consecutive_failures, None);
         assert!(policy.breaker.failure_rate.is_some());
         assert_eq!(policy.max_ejected_percent, 30);

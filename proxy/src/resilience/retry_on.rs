@@ -10,6 +10,9 @@ use outrigger_api::RetryCondition;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TryOutcome {
     Status(StatusCode),
+    /// A gRPC response that ended in its headers (trailers-only), with this
+    /// `grpc-status`; read before any of it reaches the caller.
+    Grpc(u16),
     /// The connection could not be made (the request never left).
     ConnectFailure,
     /// The connection or stream broke after the request was sent.
@@ -18,6 +21,22 @@ pub(crate) enum TryOutcome {
     RefusedStream,
     /// The per-try timeout passed.
     Timeout,
+}
+
+impl TryOutcome {
+    /// How a response ended: a trailers-only gRPC response by its `grpc-status`,
+    /// anything else by its HTTP status.
+    pub(crate) fn of_response<B>(response: &http::Response<B>) -> TryOutcome {
+        let grpc = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok());
+        match grpc {
+            Some(code) if response.status() == StatusCode::OK => TryOutcome::Grpc(code),
+            _ => TryOutcome::Status(response.status()),
+        }
+    }
 }
 
 /// Whether `condition` asks for another try after `outcome`.
@@ -33,6 +52,7 @@ fn matches(condition: RetryCondition, outcome: TryOutcome) -> bool {
         (C::ServerError, O::Status(s)) => s.is_server_error(),
         (C::Retriable4xx, O::Status(s)) => s == StatusCode::CONFLICT,
         (C::Status(code), O::Status(s)) => s.as_u16() == code,
+        (grpc, O::Grpc(status)) => grpc.grpc_status() == Some(status),
         _ => false,
     }
 }
@@ -46,13 +66,18 @@ impl RetryOn {
         RetryOn(conditions.to_vec())
     }
 
-    /// DESIGN.md's default: connect failures, refused streams and resets.
-    pub(crate) fn default_conditions() -> RetryOn {
-        RetryOn(vec![
+    /// DESIGN.md's default: connect failures, refused streams and resets; for a
+    /// `protocol: grpc` service, `unavailable` too.
+    pub(crate) fn default_conditions(grpc: bool) -> RetryOn {
+        let mut conditions = vec![
             RetryCondition::ConnectFailure,
             RetryCondition::RefusedStream,
             RetryCondition::Reset,
-        ])
+        ];
+        if grpc {
+            conditions.push(RetryCondition::GrpcUnavailable);
+        }
+        RetryOn(conditions)
     }
 
     pub(crate) fn retries(&self, outcome: TryOutcome) -> bool {
@@ -79,6 +104,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn grpc_conditions_read_the_grpc_status_of_a_trailers_only_response() {
+        let on = RetryOn::new(&[
+            RetryCondition::GrpcUnavailable,
+            RetryCondition::GrpcCancelled,
+        ]);
+        let response = |status: u16, grpc: Option<&'static str>| {
+            let mut r = http::Response::new(());
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(grpc) = grpc {
+                r.headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static(grpc));
+            }
+            TryOutcome::of_response(&r)
+        };
+        assert_eq!(response(200, Some("14")), TryOutcome::Grpc(14));
+        assert!(on.retries(response(200, Some("14"))));
+        assert!(on.retries(response(200, Some("1"))));
+        assert!(!on.retries(response(200, Some("13"))));
+        assert!(!on.retries(response(200, Some("0"))), "OK is never retried");
+        assert!(
+            !on.retries(response(200, None)),
+            "headers only: the status is in the trailers"
+        );
+        assert_eq!(
+            response(503, Some("14")),
+            TryOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        // gRPC conditions do not match HTTP statuses, and HTTP ones not gRPC statuses.
+        assert!(!on.retries(TryOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)));
+        let http = RetryOn::new(&[RetryCondition::ServerError]);
+        assert!(!http.retries(TryOutcome::Grpc(14)));
+    }
+
+    #[test]
     fn conditions_match_outcomes() {
         let on = RetryOn::new(&[RetryCondition::GatewayError, RetryCondition::Status(409)]);
         assert!(on.retries(TryOutcome::Status(StatusCode::BAD_GATEWAY)));
@@ -93,7 +152,15 @@ mod tests {
         assert!(on.retries(TryOutcome::Status(StatusCode::CONFLICT)));
         assert!(!on.retries(TryOutcome::Status(StatusCode::NOT_FOUND)));
 
-        let default = RetryOn::default_conditions();
+        let grpc = RetryOn::default_conditions(true);
+        assert!(
+            grpc.retries(TryOutcome::Grpc(14)),
+            "UNAVAILABLE, for grpc services"
+        );
+        assert!(!grpc.retries(TryOutcome::Grpc(13)));
+        assert!(!grpc.retries(TryOutcome::Grpc(0)));
+        let default = RetryOn::default_conditions(false);
+        assert!(!default.retries(TryOutcome::Grpc(14)));
         assert!(default.retries(TryOutcome::ConnectFailure));
         assert!(default.retries(TryOutcome::Reset));
         assert!(!default.retries(TryOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)));

@@ -127,7 +127,7 @@ where
         };
         let (result, outcome) = match tried {
             Ok(response) => {
-                let outcome = TryOutcome::Status(response.status());
+                let outcome = TryOutcome::of_response(&response);
                 (Ok(response), Some(outcome))
             }
             Err(TryError { error, outcome }) => (Err(error), outcome),

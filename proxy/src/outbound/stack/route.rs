@@ -103,9 +103,13 @@ async fn routed(route: &RoutePolicy, req: AppRequest) -> Result<Routed<'_>, Prox
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    // A request that is already a retry upstream is tried once here.
+    // A request that is already a retry upstream is tried once here. Every gRPC call is
+    // a POST, which says nothing about whether it may be repeated: for gRPC, the
+    // route's retryOn decides (as gRPC's own retry policy does).
     let may_retry = route.retry.attempts > 0
-        && (route.retry.non_idempotent || idempotent(&head.method))
+        && (route.retry.non_idempotent
+            || idempotent(&head.method)
+            || crate::error::is_grpc(&head.headers))
         && !head.headers.contains_key(RETRY_ATTEMPT_HEADER);
     prepare(&mut head, authority)?;
     let body = if may_retry {
