@@ -1,5 +1,6 @@
-//! Which requests a rule or a route is about (`match: {pathPrefix, methods}`), compiled
-//! once per snapshot and checked without allocating.
+//! Which requests a rule or a route is about (`match: {pathPrefix, methods, headers}`),
+//! compiled once per snapshot and checked without allocating. Headers match exactly
+//! (names in any case, values as written); only TrafficPolicy routes may use them.
 //!
 //! `pathPrefix` matches whole path segments, as Kubernetes' Gateway API does: `/api`
 //! matches `/api` and `/api/v1`, not `/apiv2`. A path that is not in normal form (a `.`
@@ -8,6 +9,7 @@
 //! widened by a trick of spelling.
 
 use http::Method;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use outrigger_api::RequestMatch;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +18,8 @@ pub(crate) struct RequestMatcher {
     path_prefix: Option<String>,
     /// Upper case; empty matches every method.
     methods: Vec<String>,
+    /// Each must be present with exactly this value.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestMatcher {
@@ -33,11 +37,33 @@ impl RequestMatcher {
                 .iter()
                 .map(|m| m.to_ascii_uppercase())
                 .collect(),
+            // Validated by the control plane; anything unreadable could never match.
+            headers: spec
+                .headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((
+                        HeaderName::from_bytes(name.as_bytes()).ok()?,
+                        HeaderValue::from_str(value).ok()?,
+                    ))
+                })
+                .collect(),
         }
     }
 
+    /// Method and path only: what authorization rules match on (they cannot name
+    /// headers).
     pub(crate) fn matches(&self, method: &Method, path: &str) -> bool {
         self.matches_method(method) && self.matches_path(path)
+    }
+
+    /// Method, path and headers: what a TrafficPolicy route matches on.
+    pub(crate) fn matches_request(&self, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+        self.matches(method, path)
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
     }
 
     pub(crate) fn matches_method(&self, method: &Method) -> bool {
@@ -93,6 +119,7 @@ mod tests {
         RequestMatcher::new(&RequestMatch {
             path_prefix: prefix.map(str::to_string),
             methods: methods.iter().map(|m| m.to_string()).collect(),
+            ..RequestMatch::default()
         })
     }
 
@@ -133,6 +160,28 @@ mod tests {
         }
         assert!(public.matches_path("/public/.well-known/x"));
         assert!(public.matches_path("/public/a%20b"));
+    }
+
+    #[test]
+    fn headers_match_exactly_by_name_in_any_case() {
+        let canary = RequestMatcher::new(&RequestMatch {
+            headers: [("X-Canary".to_string(), "true".to_string())].into(),
+            ..RequestMatch::default()
+        });
+        let mut headers = HeaderMap::new();
+        assert!(!canary.matches_request(&Method::GET, "/", &headers));
+        headers.insert("x-canary", HeaderValue::from_static("TRUE"));
+        assert!(
+            !canary.matches_request(&Method::GET, "/", &headers),
+            "values are exact"
+        );
+        headers.append("x-canary", HeaderValue::from_static("true"));
+        assert!(
+            canary.matches_request(&Method::GET, "/", &headers),
+            "any of the values"
+        );
+        let any = matcher(None, &[]);
+        assert!(any.matches_request(&Method::GET, "/", &HeaderMap::new()));
     }
 
     #[test]

@@ -97,3 +97,34 @@ async fn a_per_try_timeout_and_a_retry_reach_the_healthy_instance() {
         .await;
     assert_eq!(retries, timed_out as f64, "retries_total");
 }
+
+/// A route matched by a header gets its own timeout; requests without the header keep
+/// the service's (none here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_can_match_on_a_header() {
+    let policy = "  routes:\n    - match: {headers: {x-canary: \"true\"}}\n      timeouts: {request: 200ms}\n";
+    let cluster = Cluster::start(1, Some(policy)).await;
+    let hanging = |canary: Option<&str>| {
+        let mut call = Call::get(PAYMENTS, "/").header("x-fault-delay-ms", "800");
+        if let Some(value) = canary {
+            call = call.header("x-canary", value);
+        }
+        call
+    };
+    let reply = hanging(Some("true"))
+        .send(cluster.orders.outbound)
+        .await
+        .expect("an answer");
+    assert_eq!(
+        reply.status, 504,
+        "the route's 200ms applies: {}",
+        reply.body
+    );
+    for other in [None, Some("false")] {
+        let reply = hanging(other)
+            .send(cluster.orders.outbound)
+            .await
+            .expect("an answer");
+        assert_eq!(reply.status, 200, "no match for {other:?}: {}", reply.body);
+    }
+}

@@ -1,6 +1,8 @@
 //! The CRD-like resources users write (`apiVersion`, `kind`, `metadata`, `spec`).
 //! Unknown fields are errors everywhere, so a typo never silently turns a policy off.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The group/version every resource carries.
@@ -80,6 +82,11 @@ pub struct RequestMatch {
     /// Upper-case HTTP methods; empty means any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
+    /// Headers that must be present with exactly these values (names in any case).
+    /// TrafficPolicy routes only: an authorization rule that matched on headers would
+    /// let a caller in by what it chooses to send.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -211,6 +211,12 @@ impl ServerPolicySpec {
                 }
                 if let Some(matches) = &rule.matches {
                     check_match(&mut p, &format!("{at}.match"), matches);
+                    if !matches.headers.is_empty() {
+                        p.add(
+                            format!("{at}.match.headers"),
+                            "authorization rules cannot match on headers: the caller chooses them (match headers on TrafficPolicy routes)",
+                        );
+                    }
                 }
             }
         }
@@ -337,6 +343,19 @@ fn check_match(p: &mut Problems, at: &str, matches: &RequestMatch) {
                     "{method:?} is not an HTTP method (expected one of {}, upper-case)",
                     HTTP_METHODS.join(", ")
                 ),
+            );
+        }
+    }
+    for (name, value) in &matches.headers {
+        if !is_header_name(name) {
+            p.add(
+                format!("{at}.headers.{name}"),
+                format!("{name:?} is not a valid header name"),
+            );
+        } else if !is_header_value(value) {
+            p.add(
+                format!("{at}.headers.{name}"),
+                format!("{value:?} is not a valid header value"),
             );
         }
     }

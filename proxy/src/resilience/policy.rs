@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::Method;
+use http::{HeaderMap, Method};
 use outrigger_api::{
     BulkheadSpec, CircuitBreaker, Fallback, Protocol, Retries, Timeouts, TrafficPolicySpec,
 };
@@ -116,10 +116,10 @@ impl ServicePolicy {
     }
 
     /// The first matching route's policy, or the service's.
-    pub(crate) fn route(&self, method: &Method, path: &str) -> &RoutePolicy {
+    pub(crate) fn route(&self, method: &Method, path: &str, headers: &HeaderMap) -> &RoutePolicy {
         self.routes
             .iter()
-            .find(|(matcher, _)| matcher.matches(method, path))
+            .find(|(matcher, _)| matcher.matches_request(method, path, headers))
             .map(|(_, policy)| policy)
             .unwrap_or(&self.default_route)
     }
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn absent_policy_gives_the_design_defaults() {
         let policy = ServicePolicy::resolve(None, Protocol::Http, Duration::from_secs(1));
-        let route = policy.route(&Method::GET, "/");
+        let route = policy.route(&Method::GET, "/", &HeaderMap::new());
         assert_eq!(route.request_timeout, None);
         assert_eq!(route.retry.attempts, 1);
         assert_eq!(route.retry.retry_on, RetryOn::default_conditions(false));
@@ -257,6 +257,7 @@ mod tests {
                     matches: RequestMatch {
                         path_prefix: Some("/charge".into()),
                         methods: vec!["POST".into()],
+                        ..RequestMatch::default()
                     },
                     retries: Some(Retries {
                         attempts: Some(0),
@@ -272,6 +273,7 @@ mod tests {
                     matches: RequestMatch {
                         path_prefix: Some("/charge".into()),
                         methods: vec![],
+                        ..RequestMatch::default()
                     },
                     retries: None,
                     timeouts: Some(Timeouts {
@@ -285,7 +287,7 @@ mod tests {
         };
         let policy = ServicePolicy::resolve(Some(&spec), Protocol::Http, Duration::from_secs(1));
         assert_eq!(policy.connect_timeout, Duration::from_millis(300));
-        let post = policy.route(&Method::POST, "/charge/now");
+        let post = policy.route(&Method::POST, "/charge/now", &HeaderMap::new());
         assert_eq!(post.retry.attempts, 0);
         assert_eq!(
             post.retry.per_try_timeout,
@@ -293,14 +295,14 @@ mod tests {
             "inherited"
         );
         assert_eq!(post.request_timeout, Some(Duration::from_secs(5)));
-        let get = policy.route(&Method::GET, "/charge");
+        let get = policy.route(&Method::GET, "/charge", &HeaderMap::new());
         assert_eq!(
             get.request_timeout,
             Some(Duration::from_millis(100)),
             "second route"
         );
         assert_eq!(get.retry.attempts, 2, "no retries override: the policy's");
-        let other = policy.route(&Method::GET, "/other");
+        let other = policy.route(&Method::GET, "/other", &HeaderMap::new());
         assert_eq!(other.request_timeout, Some(Duration::from_secs(2)));
     }
 

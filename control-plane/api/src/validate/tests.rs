@@ -144,6 +144,7 @@ fn traffic_policy_problems_have_paths() {
             matches: RequestMatch {
                 path_prefix: Some("charge".into()),
                 methods: vec!["POST".into(), "post".into()],
+                headers: [("bad header".to_string(), "x".to_string())].into(),
             },
             retries: Some(bad_retries),
             ..Default::default()
@@ -166,6 +167,7 @@ fn traffic_policy_problems_have_paths() {
             "spec.fallback.headers.bad header",
             "spec.routes[0].match.pathPrefix",
             "spec.routes[0].match.methods[1]",
+            "spec.routes[0].match.headers.bad header",
             "spec.routes[0].retries.perTryTimeout",
             "spec.routes[0].retries.retryOn[1]",
             "spec.routes[0].retries.backoff.base",
@@ -210,6 +212,7 @@ fn server_policy_problems_have_paths() {
                     matches: Some(RequestMatch {
                         path_prefix: Some("/".into()),
                         methods: vec!["GET".into(), "FETCH".into()],
+                        headers: [("x-user".to_string(), "admin".to_string())].into(),
                     }),
                 },
                 AuthorizationRule {
@@ -234,6 +237,7 @@ fn server_policy_problems_have_paths() {
         [
             "spec.authorization.rules[0].from[1]",
             "spec.authorization.rules[0].match.methods[1]",
+            "spec.authorization.rules[0].match.headers",
             "spec.authorization.rules[1].from",
             "spec.rateLimit.requestsPerSecond",
             "spec.rateLimit.burst",

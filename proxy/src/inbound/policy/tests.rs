@@ -14,6 +14,7 @@ fn rule(from: &[&str], prefix: Option<&str>, methods: &[&str]) -> AuthorizationR
     let matches = (prefix.is_some() || !methods.is_empty()).then(|| RequestMatch {
         path_prefix: prefix.map(str::to_string),
         methods: methods.iter().map(|m| m.to_string()).collect(),
+        ..RequestMatch::default()
     });
     AuthorizationRule {
         from: from.iter().map(|f| f.to_string()).collect(),

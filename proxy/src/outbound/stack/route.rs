@@ -74,9 +74,11 @@ where
 
     fn call(&mut self, req: AppRequest) -> Self::Future {
         let target: &'a Target = self.target;
-        let route = target
-            .resolved
-            .route(req.request.method(), req.request.uri().path());
+        let route = target.resolved.route(
+            req.request.method(),
+            req.request.uri().path(),
+            req.request.headers(),
+        );
         // The readied service goes with the request; a copy stays for the next.
         let copy = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, copy);

@@ -173,7 +173,7 @@ async fn send(
         .body(())
         .expect("a request")
         .into_parts();
-    let route = target.resolved.route(&method, "/");
+    let route = target.resolved.route(&method, "/", &http::HeaderMap::new());
     let routed = Routed {
         head,
         body: OutboundBody::Buffered(None),
