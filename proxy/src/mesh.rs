@@ -21,7 +21,8 @@ use crate::inbound::{InboundPolicy, InboundPolicyCell};
 use crate::metrics::ProxyMetrics;
 
 pub(crate) use decode::{MeshUpdate, decode};
-pub(crate) use table::{MeshTable, ServiceEntry};
+#[allow(unused_imports)] // read by the transparent outbound side, which comes next
+pub(crate) use table::{Destination, MeshTable, ServiceEntry};
 
 use decode::{DeltaState, FullState, WireService};
 use policies::PolicyInterner;
@@ -217,6 +218,7 @@ mod tests {
 
     fn view(name: &str, port: u16) -> ServiceView {
         ServiceView {
+            addresses: vec![],
             name: name.into(),
             namespace: "shop".into(),
             identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),
