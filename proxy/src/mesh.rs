@@ -21,7 +21,6 @@ use crate::inbound::{InboundPolicy, InboundPolicyCell};
 use crate::metrics::ProxyMetrics;
 
 pub(crate) use decode::{MeshUpdate, decode};
-#[allow(unused_imports)] // read by the transparent outbound side, which comes next
 pub(crate) use table::{Destination, MeshTable, ServiceEntry};
 
 use decode::{DeltaState, FullState, WireService};

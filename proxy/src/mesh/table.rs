@@ -185,7 +185,6 @@ pub(crate) struct MeshTable {
 }
 
 /// What a redirected connection's original destination was, in the mesh.
-#[allow(dead_code)] // read by the transparent outbound side, which comes next
 #[derive(Clone, Debug)]
 pub(crate) enum Destination {
     /// A service address: balance over the service's endpoints.
@@ -194,7 +193,6 @@ pub(crate) enum Destination {
     Endpoint(Arc<ServiceEntry>, SocketAddr),
 }
 
-#[allow(dead_code)] // read by the transparent outbound side, which comes next
 impl Destination {
     pub(crate) fn entry(&self) -> &Arc<ServiceEntry> {
         match self {
@@ -279,7 +277,6 @@ impl MeshTable {
     /// Where a redirected connection to `addr` goes in the mesh: the service that has it
     /// as a service address, else the service with an instance there; `None`: not in the
     /// mesh (egress).
-    #[allow(dead_code)] // read by the transparent outbound side, which comes next
     pub(crate) fn lookup_addr(&self, addr: SocketAddr) -> Option<&Destination> {
         self.by_addr.get(&addr)
     }
