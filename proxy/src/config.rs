@@ -105,6 +105,21 @@ pub struct Config {
     #[arg(long, env = "OUTRIGGER_TARGET_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub target_idle_timeout: Duration,
 
+    /// How long protocol detection waits for a client's first bytes before treating the
+    /// connection as opaque TCP.
+    #[arg(long, env = "OUTRIGGER_DETECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub detect_timeout: Duration,
+
+    /// Ports whose connections are opaque TCP without detection: server-first protocols
+    /// (SMTP, MySQL, PostgreSQL, Redis, ...) whose clients wait for the server to speak.
+    #[arg(
+        long,
+        env = "OUTRIGGER_OPAQUE_PORTS",
+        value_delimiter = ',',
+        default_value = "25,587,3306,4444,5432,6379,9300,11211"
+    )]
+    pub opaque_ports: Vec<u16>,
+
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     #[arg(long, env = "OUTRIGGER_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -2,10 +2,14 @@
 //! the mesh's trust anchors and be of our trust domain) and, when the ServerPolicy is
 //! permissive, from plaintext callers too; then authorization, the caller's identity
 //! handed to the app in `outrigger-client-id`, and the request forwarded to the app.
+//! A peer that negotiated ALPN `outrigger-tcp/1` gets opaque TCP instead (`opaque.rs`),
+//! and a redirected connection goes to the app port it was meant for (`ports.rs`).
 
 mod accept;
 mod app;
+mod opaque;
 mod policy;
+mod ports;
 mod protect;
 
 pub(crate) use policy::{InboundPolicy, InboundPolicyCell};
@@ -28,13 +32,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub(crate) use app::AppClient;
+pub(crate) use ports::AppPorts;
 
 use self::accept::{Accepted, Caller, accept};
+use self::app::AppClient;
 use crate::body::{ProxyBody, strip_hop_by_hop};
+use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
 use crate::metrics::{ProxyMetrics, ServiceMetrics};
+use crate::original_dst::original_dst;
 use crate::resilience::deadline;
 use crate::serve::{Drain, accept_loop, http_builder};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
@@ -43,27 +50,32 @@ pub(crate) struct Inbound {
     tls: TlsAcceptor,
     /// The ServerPolicy: mTLS mode (read per connection) and authorization (per request).
     policy: Arc<InboundPolicyCell>,
-    app: Option<AppClient>,
+    apps: AppPorts,
     metrics: Arc<ServiceMetrics>,
     registry: Arc<ProxyMetrics>,
+    /// How long a plaintext (permissive) connection may take to show its protocol.
+    detect_timeout: Duration,
 }
 
 impl Inbound {
     pub(crate) fn new(
         identity: &Identity,
         policy: Arc<InboundPolicyCell>,
-        app: Option<AppClient>,
+        apps: AppPorts,
         metrics: Arc<ServiceMetrics>,
         registry: Arc<ProxyMetrics>,
+        detect_timeout: Duration,
     ) -> Result<Arc<Self>, crate::Error> {
         let clients = ClientIdVerifier::required(identity.bundle.clone(), &identity.trust_domain);
-        let config = server_config(identity.certs.clone(), clients, &[b"h2", b"http/1.1"])?;
+        let alpn = [&b"h2"[..], b"http/1.1", crate::opaque::ALPN];
+        let config = server_config(identity.certs.clone(), clients, &alpn)?;
         Ok(Arc::new(Inbound {
             tls: TlsAcceptor::from(config),
             policy,
-            app,
+            apps,
             metrics,
             registry,
+            detect_timeout,
         }))
     }
 
@@ -74,6 +86,9 @@ impl Inbound {
         grace: Duration,
     ) {
         let builder = Arc::new(http_builder());
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has a local address");
         accept_loop(
             listener,
             drain,
@@ -82,6 +97,8 @@ impl Inbound {
             move |stream, peer, watcher| {
                 let (this, builder) = (self.clone(), builder.clone());
                 async move {
+                    // Redirected by iptables: the app port the peer dialled.
+                    let port = original_dst(&stream, local).map(|d| d.port());
                     let permissive = this.policy.load().permissive();
                     let Some((accepted, caller)) =
                         accept(&this.tls, &this.registry, stream, peer, permissive).await
@@ -90,13 +107,31 @@ impl Inbound {
                     };
                     let caller = Arc::new(caller);
                     match accepted {
+                        Accepted::Tls(tls)
+                            if tls.get_ref().1.alpn_protocol() == Some(crate::opaque::ALPN) =>
+                        {
+                            this.serve_opaque(*tls, &caller, peer).await;
+                        }
                         Accepted::Tls(tls) => {
-                            this.serve_connection(&builder, *tls, caller, peer, watcher)
+                            let app = this.apps.client(port);
+                            this.serve_connection(&builder, *tls, caller, app, peer, watcher)
                                 .await;
                         }
-                        Accepted::Plain(tcp) => {
-                            this.serve_connection(&builder, tcp, caller, peer, watcher)
-                                .await;
+                        Accepted::Plain(mut tcp) => {
+                            // Permissive plaintext: HTTP, or opaque bytes for the app port.
+                            let (detected, read) = match detect(&mut tcp, this.detect_timeout).await
+                            {
+                                Ok(detected) => detected,
+                                Err(_) => return,
+                            };
+                            let io = Prefixed::new(read, tcp);
+                            if detected.is_http() {
+                                let app = this.apps.client(port);
+                                this.serve_connection(&builder, io, caller, app, peer, watcher)
+                                    .await;
+                            } else {
+                                this.serve_plain_opaque(io, &caller, port, peer).await;
+                            }
                         }
                     }
                 }
@@ -110,16 +145,17 @@ impl Inbound {
         builder: &auto::Builder<TokioExecutor>,
         io: I,
         caller: Arc<Caller>,
+        app: Option<Arc<AppClient>>,
         peer: SocketAddr,
         watcher: Watcher,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let service = service_fn(move |req| {
-            let (this, caller) = (self.clone(), caller.clone());
+            let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
             async move {
                 let grpc = crate::error::is_grpc(req.headers());
-                let response = this.forward(req, &caller).await;
+                let response = this.forward(req, &caller, app.as_deref()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 Ok::<_, Infallible>(if grpc {
                     crate::error::for_grpc_caller(response)
@@ -134,7 +170,12 @@ impl Inbound {
         }
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, caller: &Caller) -> Response<ProxyBody> {
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        caller: &Caller,
+        app: Option<&AppClient>,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         let _inflight = self.metrics.start();
         if let Some(denied) = self.authorize(&req, caller) {
@@ -163,7 +204,7 @@ impl Inbound {
         // A peer sidecar always speaks HTTP/2 and says how its app spoke; a plaintext
         // caller spoke for itself.
         let caller_spoke_http1 = headers.remove(ORIG_PROTO_HEADER).is_some() || arrived_as_http1;
-        let result = match &self.app {
+        let result = match app {
             Some(app) => match budget {
                 Some(budget) => tokio::time::timeout(budget, app.send(req, caller_spoke_http1))
                     .await

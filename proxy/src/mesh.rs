@@ -21,7 +21,7 @@ use crate::inbound::{InboundPolicy, InboundPolicyCell};
 use crate::metrics::ProxyMetrics;
 
 pub(crate) use decode::{MeshUpdate, decode};
-pub(crate) use table::{MeshTable, ServiceEntry};
+pub(crate) use table::{Destination, MeshTable, ServiceEntry};
 
 use decode::{DeltaState, FullState, WireService};
 use policies::PolicyInterner;
@@ -217,6 +217,7 @@ mod tests {
 
     fn view(name: &str, port: u16) -> ServiceView {
         ServiceView {
+            addresses: vec![],
             name: name.into(),
             namespace: "shop".into(),
             identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),

@@ -4,6 +4,8 @@
 //! service's series live as long as its runtime state: an idle service's are dropped
 //! with it, so the page follows what the app calls, not the size of the mesh.
 
+mod tcp;
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
@@ -82,6 +84,8 @@ pub(crate) struct ServiceMetrics {
     inflight: AtomicI64,
     /// Retries, budget, bulkhead and breaker counters (outbound services).
     pub resilience: ResilienceCounters,
+    /// Opaque TCP connections.
+    pub tcp: tcp::TcpCounters,
 }
 
 impl ServiceMetrics {
@@ -97,6 +101,7 @@ impl ServiceMetrics {
             ),
             inflight: AtomicI64::new(0),
             resilience: ResilienceCounters::default(),
+            tcp: tcp::TcpCounters::default(),
         }
     }
 
@@ -152,6 +157,10 @@ pub(crate) struct ProxyMetrics {
     pub tls_handshakes_failed: AtomicU64,
     pub certificate_expiry: AtomicI64,
     pub config_version: AtomicU64,
+    /// Connections whose client said too little to detect a protocol in time.
+    pub detect_timeouts: AtomicU64,
+    /// Redirected connections to a destination outside the mesh, passed through.
+    pub egress_connections: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -211,6 +220,29 @@ impl ProxyMetrics {
                 m.inflight.load(Relaxed)
             );
         }
+        tcp::render(&mut out, &services);
+        header(
+            &mut out,
+            "protocol_detect_timeouts_total",
+            "counter",
+            "Connections treated as opaque TCP because detection timed out.",
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_protocol_detect_timeouts_total {}",
+            self.detect_timeouts.load(Relaxed)
+        );
+        header(
+            &mut out,
+            "egress_connections_total",
+            "counter",
+            "Redirected connections to destinations outside the mesh, passed through as plain TCP.",
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_egress_connections_total {}",
+            self.egress_connections.load(Relaxed)
+        );
         header(
             &mut out,
             "tls_handshakes_total",

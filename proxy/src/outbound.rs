@@ -1,12 +1,14 @@
 //! The outbound side: plain HTTP/1.1 or HTTP/2 from the local app, routed by authority to
 //! a service of the mesh table, whose runtime state is built on first use, balanced over
-//! its endpoints, sent over a pooled mTLS HTTP/2 connection.
+//! its endpoints, sent over a pooled mTLS HTTP/2 connection. A connection redirected here
+//! by iptables is routed by its original destination instead (`transparent.rs`).
 
 mod endpoint;
 mod request;
 mod stack;
 mod target;
 mod targets;
+mod transparent;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,36 +20,48 @@ use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::body::ProxyBody;
 use crate::error::{ErrorCode, ProxyError};
-use crate::mesh::MeshState;
+use crate::mesh::{MeshState, ServiceEntry};
 use crate::metrics::{Direction, ProxyMetrics, ServiceMetrics};
 use crate::serve::{Drain, accept_loop, http_builder};
 
 pub(crate) use target::{Pick, Target, TargetContext};
 pub(crate) use targets::Targets;
+pub(crate) use transparent::Interception;
 
 pub(crate) struct Outbound {
     mesh: Arc<MeshState>,
     targets: Arc<Targets>,
     /// Requests for no known service are counted here, resolved once.
     unknown: Arc<ServiceMetrics>,
+    /// Connections to outside the mesh are counted here, resolved once.
+    egress: Arc<ServiceMetrics>,
+    interception: Interception,
+    registry: Arc<ProxyMetrics>,
 }
 
 impl Outbound {
     pub(crate) fn new(
         mesh: Arc<MeshState>,
         targets: Arc<Targets>,
-        metrics: &ProxyMetrics,
+        metrics: &Arc<ProxyMetrics>,
+        interception: Interception,
     ) -> Arc<Self> {
         Arc::new(Outbound {
             mesh,
             targets,
             unknown: metrics.service(Direction::Outbound, "unknown"),
+            egress: metrics.service(Direction::Outbound, "egress"),
+            interception,
+            registry: metrics.clone(),
         })
     }
 
@@ -58,6 +72,9 @@ impl Outbound {
         grace: Duration,
     ) {
         let builder = Arc::new(http_builder());
+        let local = listener
+            .local_addr()
+            .expect("a bound listener has a local address");
         accept_loop(
             listener,
             drain,
@@ -66,31 +83,65 @@ impl Outbound {
             move |stream, peer, watcher| {
                 let (this, builder) = (self.clone(), builder.clone());
                 async move {
-                    let service = service_fn(move |req| {
-                        let this = this.clone();
-                        async move {
-                            let grpc = crate::error::is_grpc(req.headers());
-                            let response = this.proxy(req).await;
-                            // A gRPC caller hears of a mesh failure in gRPC's terms.
-                            Ok::<_, Infallible>(if grpc {
-                                crate::error::for_grpc_caller(response)
-                            } else {
-                                response
-                            })
+                    match crate::original_dst::original_dst(&stream, local) {
+                        Some(destination) => {
+                            this.transparent(stream, destination, &builder, watcher)
+                                .await
                         }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, %error, "outbound connection ended with an error");
+                        // Explicit mode: the app called the proxy itself, by Host.
+                        None => this.serve_http(&builder, stream, None, watcher).await,
                     }
+                    tracing::trace!(%peer, "outbound connection closed");
                 }
             },
         )
         .await;
     }
 
-    async fn proxy(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Serves HTTP on `io`: routed by each request's authority, or all to `routed`.
+    async fn serve_http<I>(
+        self: Arc<Self>,
+        builder: &auto::Builder<TokioExecutor>,
+        io: I,
+        routed: Option<Arc<ServiceEntry>>,
+        watcher: Watcher,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |req| {
+            let (this, routed) = (self.clone(), routed.clone());
+            async move {
+                let grpc = crate::error::is_grpc(req.headers());
+                let response = this.proxy(req, routed.as_ref()).await;
+                // A gRPC caller hears of a mesh failure in gRPC's terms.
+                Ok::<_, Infallible>(if grpc {
+                    crate::error::for_grpc_caller(response)
+                } else {
+                    response
+                })
+            }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(conn).await {
+            tracing::debug!(%error, "outbound connection ended with an error");
+        }
+    }
+
+    async fn proxy(
+        &self,
+        req: Request<Incoming>,
+        routed: Option<&Arc<ServiceEntry>>,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
+        if let Some(entry) = routed {
+            // A redirected connection: its destination chose the service, whatever the
+            // Host says; the Host (or the destination) still goes to the callee.
+            let authority = authority_of(&req)
+                .or_else(|| self.interception.authority_of(entry))
+                .unwrap_or_else(|| Authority::from_static("unknown"));
+            let target = self.targets.get(entry, start);
+            return self.send(req, authority, &target, start).await;
+        }
         let Some(authority) = authority_of(&req) else {
             let error = ProxyError::new(
                 ErrorCode::BadRequest,
@@ -110,13 +161,23 @@ impl Outbound {
         };
         let target = self.targets.get(entry, start);
         drop(table);
+        self.send(req, authority, &target, start).await
+    }
+
+    async fn send(
+        &self,
+        req: Request<Incoming>,
+        authority: Authority,
+        target: &Target,
+        start: Instant,
+    ) -> Response<ProxyBody> {
         let metrics = &target.metrics;
         let _inflight = metrics.start();
         let request = stack::AppRequest {
             request: req,
             authority,
         };
-        match stack::stack(&target).oneshot(request).await {
+        match stack::stack(target).oneshot(request).await {
             Ok(response) => {
                 metrics.record_status(response.status().as_u16(), start.elapsed());
                 response.map(ProxyBody::Left)

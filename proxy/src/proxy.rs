@@ -15,12 +15,12 @@ use crate::config::Config;
 use crate::control::{ControlPlaneClient, certify, register, watch};
 use crate::health::{self, HealthCheck};
 use crate::identity::Identity;
-use crate::inbound::{AppClient, Inbound};
+use crate::inbound::{AppPorts, Inbound};
 use crate::mesh::MeshState;
 use crate::metrics::{Direction, ProxyMetrics};
-use crate::outbound::{Outbound, TargetContext, Targets};
+use crate::outbound::{Interception, Outbound, TargetContext, Targets};
 use crate::serve::{bind, drain};
-use crate::transport::mesh_client_config;
+use crate::transport::{mesh_client_config, mesh_tcp_client_config};
 
 /// A proxy whose listeners are bound, ready to run.
 pub struct Proxy {
@@ -100,22 +100,28 @@ impl Proxy {
             config.target_idle_timeout,
         );
         let service_label = config.service.clone().unwrap_or_else(|| "app".to_string());
-        let app = config.app_addr.map(|addr| {
-            AppClient::new(
-                addr,
-                config.app_protocol,
-                config.connect_timeout,
-                metrics.clone(),
-            )
-        });
+        let apps = AppPorts::new(
+            config.app_addr,
+            config.app_protocol,
+            config.connect_timeout,
+            metrics.clone(),
+        )
+        .with_own_port(local(&self.inbound).port());
         let inbound = Inbound::new(
             &identity,
             mesh.inbound_policy(),
-            app,
+            apps,
             metrics.service(Direction::Inbound, &service_label),
             metrics.clone(),
+            config.detect_timeout,
         )?;
-        let outbound = Outbound::new(mesh.clone(), targets.clone(), &metrics);
+        let interception = Interception {
+            opaque_ports: config.opaque_ports.clone().into_boxed_slice(),
+            detect_timeout: config.detect_timeout,
+            tcp_tls: mesh_tcp_client_config(&identity)?,
+            connect_timeout: config.connect_timeout,
+        };
+        let outbound = Outbound::new(mesh.clone(), targets.clone(), &metrics, interception);
         let admin = Arc::new(Admin {
             identity: identity.clone(),
             mesh: mesh.clone(),

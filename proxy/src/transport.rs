@@ -3,6 +3,7 @@
 //! client config they share.
 
 mod http2;
+mod tls;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use rustls::ClientConfig;
 use crate::identity::Identity;
 
 pub(crate) use http2::{Http2Connection, Transport};
+pub(crate) use tls::{connect_mesh, connect_tcp};
 
 /// The mTLS client config for every peer sidecar: it presents our certificate, verifies
 /// the peer's chain against the (swappable) trust bundle and its trust domain. Which
@@ -24,5 +26,19 @@ pub(crate) fn mesh_client_config(identity: &Identity) -> Result<Arc<ClientConfig
         Some(identity.certs.clone()),
         verifier,
         &[b"h2"],
+    )?)
+}
+
+/// The mTLS client config for opaque TCP to peer sidecars: as
+/// [`mesh_client_config`], but offering ALPN `outrigger-tcp/1` (docs/opaque-tcp.md).
+pub(crate) fn mesh_tcp_client_config(
+    identity: &Identity,
+) -> Result<Arc<ClientConfig>, crate::Error> {
+    let verifier =
+        ServerIdVerifier::in_trust_domain(identity.bundle.clone(), &identity.trust_domain);
+    Ok(client_config(
+        Some(identity.certs.clone()),
+        verifier,
+        &[crate::opaque::ALPN],
     )?)
 }

@@ -50,6 +50,10 @@ pub struct MeshServiceSpec {
     pub identity: String,
     #[serde(default)]
     pub protocol: Protocol,
+    /// Service addresses (`ip:port`, such as a Kubernetes ClusterIP and port): a
+    /// redirected connection to one of them is routed to this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// Static instances; registered ones are added to these.
     #[serde(default)]
     pub endpoints: Vec<StaticEndpoint>,

@@ -106,6 +106,10 @@ pub struct ServiceView {
     pub namespace: String,
     pub identity: String,
     pub protocol: Protocol,
+    /// Service addresses (`ip:port`), normalized; a transparent proxy routes a
+    /// connection whose original destination is one of them to this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     /// Static endpoints and healthy registered instances.
     pub endpoints: Vec<EndpointView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +199,7 @@ mod tests {
             version: 3,
             trust_bundle: "pem".into(),
             services: vec![ServiceView {
+                addresses: vec![],
                 name: "payments".into(),
                 namespace: "shop".into(),
                 identity: "spiffe://cluster.local/ns/shop/sa/payments".into(),

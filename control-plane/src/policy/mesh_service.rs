@@ -1,5 +1,5 @@
 //! `kind: MeshService`: the checks serde cannot make: names, the identity's shape and
-//! trust domain, endpoint addresses.
+//! trust domain, service and endpoint addresses.
 
 use std::net::SocketAddr;
 
@@ -51,7 +51,15 @@ pub(crate) fn check(
         }
     }
 
+    let addresses = socket_addresses(
+        service.spec.addresses.iter().map(String::as_str),
+        "spec.addresses",
+        at,
+        &mut errors,
+    );
+
     let view = ServiceView {
+        addresses,
         name: service.metadata.name,
         namespace: service.metadata.namespace,
         identity: service.spec.identity,
@@ -60,4 +68,35 @@ pub(crate) fn check(
         traffic_policy: None,
     };
     (view, errors)
+}
+
+/// Each of `written` as a normalized `ip:port`; a bad or repeated one is reported at
+/// `field[i]`.
+fn socket_addresses<'s>(
+    written: impl Iterator<Item = &'s str>,
+    field: &str,
+    at: &Located<'_, '_>,
+    errors: &mut Vec<Invalid>,
+) -> Vec<String> {
+    let mut addresses: Vec<String> = Vec::new();
+    for (i, text) in written.enumerate() {
+        match text.trim().parse::<SocketAddr>() {
+            Ok(addr) => {
+                let address = addr.to_string();
+                if addresses.contains(&address) {
+                    errors.push(at.error(
+                        &format!("{field}[{i}]"),
+                        format!("{address} is listed twice"),
+                    ));
+                } else {
+                    addresses.push(address);
+                }
+            }
+            Err(_) => errors.push(at.error(
+                &format!("{field}[{i}]"),
+                format!("invalid address {text:?} (expected ip:port)"),
+            )),
+        }
+    }
+    addresses
 }

@@ -94,6 +94,35 @@ fn mesh_service_checks() {
 }
 
 #[test]
+fn service_addresses_are_ip_and_port() {
+    let with = |list: &str| {
+        DESIGN_EXAMPLE.replacen(
+            "  endpoints:  ",
+            &format!("  addresses: [{list}]\n  endpoints:  "),
+            1,
+        )
+    };
+    let good =
+        load(&with("\"10.96.0.12:8080\", \"[fd00::1]:80\"")).unwrap_or_else(|e| panic!("{e}"));
+    let service = &good.services[0];
+    assert_eq!(service.addresses, ["10.96.0.12:8080", "[fd00::1]:80"]);
+    for (list, field, says) in [
+        ("\"10.96.0.12\"", "spec.addresses[0]", "expected ip:port"),
+        (
+            "\"10.96.0.12:80\", \"10.96.0.12:80\"",
+            "spec.addresses[1]",
+            "listed twice",
+        ),
+    ] {
+        let lines = errors(&with(list));
+        assert_eq!(lines.len(), 1, "{list}: {lines:#?}");
+        let prefix = format!("policy/shop.yaml:8: {field}: ");
+        assert!(lines[0].starts_with(&prefix), "{prefix} / {}", lines[0]);
+        assert!(lines[0].contains(says), "{says} / {}", lines[0]);
+    }
+}
+
+#[test]
 fn traffic_policy_checks() {
     refused(
         "  targetRef: {kind: MeshService, name: payments}\n  timeouts",

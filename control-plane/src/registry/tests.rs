@@ -14,6 +14,7 @@ fn id(short: &str) -> SpiffeId {
 /// shop/payments (identity shop/payments, one static endpoint) and shop/orders.
 fn publisher() -> SnapshotPublisher {
     let service = |name: &str, endpoints: &[&str]| ServiceView {
+        addresses: vec![],
         name: name.into(),
         namespace: "shop".into(),
         identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),

@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) fn service(ns: &str, name: &str, sa: &str, endpoints: &[&str]) -> ServiceView {
     ServiceView {
+        addresses: vec![],
         name: name.into(),
         namespace: ns.into(),
         identity: format!("spiffe://cluster.local/ns/{ns}/sa/{sa}"),

@@ -73,6 +73,8 @@ struct Rules {
 struct Rule {
     from: Vec<IdGlob>,
     request: RequestMatcher,
+    /// The rule has an HTTP `match`: it never matches an opaque TCP connection.
+    http_only: bool,
 }
 
 impl Rule {
@@ -95,6 +97,7 @@ impl InboundPolicy {
                         .as_ref()
                         .map(RequestMatcher::new)
                         .unwrap_or_default(),
+                    http_only: rule.matches.is_some(),
                 })
                 .collect(),
         });
@@ -131,6 +134,26 @@ impl InboundPolicy {
             }
         }
         authorization.default == AuthorizationDefault::Allow
+    }
+
+    /// Whether `caller` may open an opaque TCP connection: as [`InboundPolicy::allows`],
+    /// but a rule with an HTTP `match` never matches (there is no request to match).
+    pub(crate) fn allows_tcp(&self, caller: Option<&str>) -> bool {
+        let Some(authorization) = &self.authorization else {
+            return caller.is_some();
+        };
+        let by_rule = caller.is_some_and(|caller| {
+            authorization
+                .rules
+                .iter()
+                .any(|rule| !rule.http_only && rule.matches_caller(caller))
+        });
+        by_rule || authorization.default == AuthorizationDefault::Allow
+    }
+
+    /// Why [`InboundPolicy::allows_tcp`] refused, for the log.
+    pub(crate) fn explain_tcp_denial(&self, caller: Option<&str>) -> String {
+        explain::tcp_denial(self, caller)
     }
 
     /// Why a request [`InboundPolicy::allows`] refused was refused, for the log: the rule

@@ -56,6 +56,8 @@ pub(crate) struct WireService<'a> {
     #[serde(borrow)]
     pub identity: Cow<'a, str>,
     pub protocol: Protocol,
+    #[serde(default, borrow)]
+    pub addresses: Vec<Cow<'a, str>>,
     #[serde(borrow)]
     pub endpoints: Vec<WireEndpoint<'a>>,
     #[serde(default, borrow)]
@@ -84,6 +86,7 @@ mod tests {
 
     fn view(name: &str, address: &str) -> ServiceView {
         ServiceView {
+            addresses: vec![],
             name: name.into(),
             namespace: "shop".into(),
             identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),

@@ -1,6 +1,7 @@
 //! The compact table of the mesh: one small entry per service (names, identity, protocol,
-//! endpoint addresses, and a reference to its TrafficPolicy), indexed by the names an
-//! app may use for it. Nothing in it grows with traffic, and nothing is built per service
+//! service and endpoint addresses, and a reference to its TrafficPolicy), indexed by the
+//! names an app may use for it and by the addresses a redirected connection may have
+//! been meant for. Nothing in it grows with traffic, and nothing is built per service
 //! until the service is called: at 10,000 services the table is a few megabytes.
 
 use std::borrow::Borrow;
@@ -29,6 +30,8 @@ pub(crate) struct ServiceEntry {
     name_len: usize,
     pub identity: SpiffeId,
     pub protocol: Protocol,
+    /// Service addresses (a ClusterIP and port): any instance will do.
+    pub addresses: Box<[SocketAddr]>,
     pub endpoints: Box<[SocketAddr]>,
     /// The TrafficPolicy, as interned JSON text shared with every service that has the
     /// same one ([`PolicyInterner`]); parsed when the service is first called.
@@ -54,6 +57,14 @@ impl ServiceEntry {
                     .map_err(|_| format!("endpoint {:?} is not ip:port", e.address))
             })
             .collect::<Result<Box<[_]>, _>>()?;
+        let addresses = service
+            .addresses
+            .iter()
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .map_err(|_| format!("address {a:?} is not ip:port"))
+            })
+            .collect::<Result<Box<[_]>, _>>()?;
         let policy = match service.traffic_policy {
             Some(raw) => Some(
                 policies
@@ -67,6 +78,7 @@ impl ServiceEntry {
             name_len: service.name.len(),
             identity,
             protocol: service.protocol,
+            addresses,
             endpoints,
             policy,
         })
@@ -167,6 +179,26 @@ pub(crate) struct MeshTable {
     services: HashSet<ByKey>,
     /// By bare name: the service of that name in our own namespace, else the only one.
     bare: HashSet<ByName>,
+    /// By service address, then by endpoint address (a transparent connection's
+    /// original destination); a service address wins over an equal endpoint address.
+    by_addr: HashMap<SocketAddr, Destination>,
+}
+
+/// What a redirected connection's original destination was, in the mesh.
+#[derive(Clone, Debug)]
+pub(crate) enum Destination {
+    /// A service address: balance over the service's endpoints.
+    Service(Arc<ServiceEntry>),
+    /// One instance's address: that instance of the service.
+    Endpoint(Arc<ServiceEntry>, SocketAddr),
+}
+
+impl Destination {
+    pub(crate) fn entry(&self) -> &Arc<ServiceEntry> {
+        match self {
+            Destination::Service(entry) | Destination::Endpoint(entry, _) => entry,
+        }
+    }
 }
 
 impl MeshTable {
@@ -177,7 +209,7 @@ impl MeshTable {
     ) -> Self {
         let mut table = MeshTable::default();
         table.upsert(entries);
-        table.index_bare_names(own_namespace);
+        table.index(own_namespace);
         table
     }
 
@@ -201,6 +233,7 @@ impl MeshTable {
         let mut table = MeshTable {
             services: self.services.clone(),
             bare: HashSet::new(),
+            by_addr: HashMap::new(),
         };
         for gone in removed {
             table
@@ -208,7 +241,7 @@ impl MeshTable {
                 .remove(format!("{}.{}", gone.name, gone.namespace).as_str());
         }
         table.upsert(upserted);
-        table.index_bare_names(own_namespace);
+        table.index(own_namespace);
         table
     }
 
@@ -218,6 +251,34 @@ impl MeshTable {
             // `replace`, not `insert`: an equal key must take the new entry.
             self.services.replace(ByKey(entry));
         }
+    }
+
+    fn index(&mut self, own_namespace: Option<&str>) {
+        self.index_bare_names(own_namespace);
+        self.index_addresses();
+    }
+
+    fn index_addresses(&mut self) {
+        let mut by_addr = HashMap::new();
+        // Endpoints first, so that a service address inserted after them replaces one.
+        for ByKey(entry) in &self.services {
+            for &addr in &entry.endpoints {
+                by_addr.insert(addr, Destination::Endpoint(entry.clone(), addr));
+            }
+        }
+        for ByKey(entry) in &self.services {
+            for &addr in &entry.addresses {
+                by_addr.insert(addr, Destination::Service(entry.clone()));
+            }
+        }
+        self.by_addr = by_addr;
+    }
+
+    /// Where a redirected connection to `addr` goes in the mesh: the service that has it
+    /// as a service address, else the service with an instance there; `None`: not in the
+    /// mesh (egress).
+    pub(crate) fn lookup_addr(&self, addr: SocketAddr) -> Option<&Destination> {
+        self.by_addr.get(&addr)
     }
 
     fn index_bare_names(&mut self, own_namespace: Option<&str>) {
@@ -287,6 +348,7 @@ mod tests {
 
     fn view(name: &str, namespace: &str) -> ServiceView {
         ServiceView {
+            addresses: vec![],
             name: name.into(),
             namespace: namespace.into(),
             identity: format!("spiffe://cluster.local/ns/{namespace}/sa/{name}"),
@@ -353,6 +415,52 @@ mod tests {
         // The old table is untouched: requests in flight keep their view.
         assert_eq!(table.get("b.x").unwrap().endpoints.len(), 1);
         assert!(table.lookup("a").is_some());
+    }
+
+    #[test]
+    fn an_address_finds_a_service_address_before_an_endpoint() {
+        let mut db = view("db", "x");
+        db.addresses = vec!["10.96.0.12:5432".into(), "10.0.0.9:5432".into()];
+        db.endpoints[0].address = "10.0.0.7:5432".into();
+        // Another service has an instance at db's second service address.
+        let mut odd = view("odd", "x");
+        odd.endpoints[0].address = "10.0.0.9:5432".into();
+        let table = MeshTable::from_views(&[odd, db], None);
+        let find = |a: &str| table.lookup_addr(a.parse().unwrap());
+        let Some(Destination::Service(entry)) = find("10.96.0.12:5432") else {
+            panic!("a service address");
+        };
+        assert_eq!(entry.key(), "db.x");
+        let Some(Destination::Service(entry)) = find("10.0.0.9:5432") else {
+            panic!("the service address wins over an endpoint address");
+        };
+        assert_eq!(entry.key(), "db.x");
+        let Some(Destination::Endpoint(entry, addr)) = find("10.0.0.7:5432") else {
+            panic!("an endpoint address");
+        };
+        assert_eq!((entry.key(), addr.port()), ("db.x", 5432));
+        assert!(
+            find("10.0.0.7:5433").is_none(),
+            "another port: not in the mesh"
+        );
+        assert!(find("192.0.2.1:80").is_none());
+        // A delta that removes the service removes its addresses.
+        let next = table.changed(
+            vec![],
+            &[ServiceRef {
+                namespace: "x".into(),
+                name: "db".into(),
+            }],
+            None,
+        );
+        assert!(
+            next.lookup_addr("10.96.0.12:5432".parse().unwrap())
+                .is_none()
+        );
+        assert!(matches!(
+            next.lookup_addr("10.0.0.9:5432".parse().unwrap()),
+            Some(Destination::Endpoint(..))
+        ));
     }
 
     #[test]

@@ -155,6 +155,7 @@ mod tests {
 
     fn view(name: &str, ports: &[u16], balancer: Option<LoadBalancer>) -> ServiceView {
         ServiceView {
+            addresses: vec![],
             name: name.into(),
             namespace: "shop".into(),
             identity: format!("spiffe://cluster.local/ns/shop/sa/{name}"),

@@ -4,7 +4,6 @@
 //! wait for that same connect instead of starting their own.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,13 +11,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use outrigger_certs::{SpiffeId, check_peer_id};
+use outrigger_certs::SpiffeId;
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 
+use super::tls::{connect_mesh, connect_tcp};
 use crate::error::{ErrorCode, ProxyError};
 use crate::metrics::ProxyMetrics;
 
@@ -119,64 +116,15 @@ where
 
     async fn connect(&self) -> Result<SendRequest<B>, ProxyError> {
         let addr = self.addr;
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                ProxyError::new(
-                    ErrorCode::ConnectFailed,
-                    format!(
-                        "connect to {addr} timed out after {:?}",
-                        self.connect_timeout
-                    ),
-                )
-            })?
-            .map_err(|e| {
-                ProxyError::new(ErrorCode::ConnectFailed, format!("connect to {addr}: {e}"))
-            })?;
-        let _ = tcp.set_nodelay(true);
         match &self.transport {
-            Transport::Plain => handshake(TokioIo::new(tcp), addr).await,
+            Transport::Plain => {
+                let tcp = connect_tcp(addr, self.connect_timeout).await?;
+                handshake(TokioIo::new(tcp), addr).await
+            }
             Transport::Mesh { config, expected } => {
-                let connecting = TlsConnector::from(config.clone())
-                    .connect(ServerName::IpAddress(addr.ip().into()), tcp);
-                let tls = tokio::time::timeout(self.connect_timeout, connecting)
-                    .await
-                    .map_err(|_| {
-                        ProxyError::new(
-                            ErrorCode::TlsFailed,
-                            format!("TLS handshake with {addr} timed out"),
-                        )
-                    })
-                    .and_then(|r| {
-                        r.map_err(|e| {
-                            ProxyError::new(
-                                ErrorCode::TlsFailed,
-                                format!("TLS with {addr}: {}", crate::tls_io_error(&e)),
-                            )
-                        })
-                    })
-                    .and_then(|tls| {
-                        // The chain was verified in the handshake; the identity is
-                        // checked here, as the client config is shared by all services.
-                        match check_peer_id(tls.get_ref().1.peer_certificates(), expected) {
-                            Ok(()) => Ok(tls),
-                            Err(refused) => Err(ProxyError::new(
-                                ErrorCode::TlsFailed,
-                                format!("TLS with {addr}: {refused}"),
-                            )),
-                        }
-                    });
-                match tls {
-                    Ok(tls) => {
-                        self.metrics.tls_handshakes_ok.fetch_add(1, Relaxed);
-                        handshake(TokioIo::new(tls), addr).await
-                    }
-                    Err(error) => {
-                        self.metrics.tls_handshakes_failed.fetch_add(1, Relaxed);
-                        tracing::warn!(%addr, error = %error.message, "refusing peer");
-                        Err(error)
-                    }
-                }
+                let tls = connect_mesh(addr, config, expected, self.connect_timeout, &self.metrics)
+                    .await?;
+                handshake(TokioIo::new(tls), addr).await
             }
         }
     }

@@ -57,3 +57,25 @@ pub(super) fn denial(
         lacks.join(" nor the ")
     )
 }
+
+/// Words for a refused opaque TCP connection: the rule that names the caller but only
+/// HTTP requests, or that no rule names it.
+pub(super) fn tcp_denial(policy: &InboundPolicy, caller: Option<&str>) -> String {
+    let (Some(authorization), Some(caller)) = (&policy.authorization, caller) else {
+        // The request wording covers the plaintext cases; the method and path are unused.
+        return denial(policy, caller, &Method::GET, "/");
+    };
+    let http_only = authorization
+        .rules
+        .iter()
+        .position(|rule| rule.http_only && rule.matches_caller(caller));
+    match http_only {
+        Some(i) => format!(
+            "authorization.rules[{i}] matches the caller but has an HTTP `match`, which \
+             never matches opaque TCP, and authorization.default is deny"
+        ),
+        None => {
+            "no rule's `from` matches the caller, and authorization.default is deny".to_string()
+        }
+    }
+}

@@ -117,3 +117,25 @@ fn the_spec_is_kept_to_detect_changes() {
     assert_eq!(InboundPolicy::compile(Some(&spec)).spec(), Some(&spec));
     assert_eq!(InboundPolicy::compile(None).spec(), None);
 }
+
+#[test]
+fn tcp_is_allowed_by_rules_without_an_http_match_only() {
+    let p = policy(
+        MtlsMode::Strict,
+        AuthorizationDefault::Deny,
+        vec![
+            rule(&[MONITOR], Some("/metrics"), &[]),
+            rule(&["spiffe://cluster.local/ns/shop/sa/*"], None, &[]),
+        ],
+    );
+    assert!(p.allows_tcp(Some(ORDERS)));
+    assert!(!p.allows_tcp(Some(MONITOR)), "its rule matches HTTP only");
+    assert!(!p.allows_tcp(None));
+    let why = p.explain_tcp_denial(Some(MONITOR));
+    assert!(
+        why.contains("authorization.rules[0]") && why.contains("HTTP"),
+        "{why}"
+    );
+    let none = InboundPolicy::compile(None);
+    assert!(none.allows_tcp(Some(EVIL)) && !none.allows_tcp(None));
+}

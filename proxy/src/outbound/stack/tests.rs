@@ -134,6 +134,7 @@ fn target(endpoints: u16, policy: &str) -> Fixture {
         spec.extend(extra.clone());
     }
     let view = ServiceView {
+        addresses: vec![],
         name: "payments".into(),
         namespace: "shop".into(),
         identity: "spiffe://cluster.local/ns/shop/sa/payments".into(),
