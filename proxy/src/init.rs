@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 pub use options::{Cidr, Init, PortRange};
-pub use run::InitError;
 
 /// Runs `outrigger-proxy init` with `args` (the first one is the program's name), and
 /// returns its exit code: 0 done, 1 refused or failed (one line on stderr), 2 bad usage.

@@ -11,7 +11,7 @@ use super::table::NatTable;
 
 /// Why init could not do its work; each is one line for the user.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub(crate) enum InitError {
     #[error(
         "outrigger-proxy init must run as root (it needs CAP_NET_ADMIN to change iptables rules); \
          --dry-run prints the rules without it"
