@@ -9,7 +9,13 @@ use clap::Parser;
 
 /// Outrigger sidecar proxy.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "outrigger-proxy", version, about)]
+#[command(
+    name = "outrigger-proxy",
+    version,
+    about,
+    after_help = "In a pod, `outrigger-proxy init` writes the iptables rules that send its TCP \
+                  through the proxy: see `outrigger-proxy init --help`."
+)]
 pub struct Config {
     /// Control plane API address (`host:port`, `https://` optional).
     #[arg(

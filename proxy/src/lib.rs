@@ -15,6 +15,7 @@ mod error;
 mod health;
 mod identity;
 mod inbound;
+pub mod init;
 mod mesh;
 mod metrics;
 mod opaque;

@@ -1,4 +1,5 @@
-//! `outrigger-proxy`: load the configuration, build the runtime, run until SIGTERM.
+//! `outrigger-proxy`: load the configuration, build the runtime, run until SIGTERM;
+//! `outrigger-proxy init`: write the pod's iptables rules and exit.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,14 @@ use outrigger_proxy::{Config, Proxy};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // `init` needs none of the proxy's settings, and clap derive cannot make Config's
+    // required ones optional only under a subcommand: dispatch on the first word.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|word| word == "init")
+    {
+        return outrigger_proxy::init::main(std::env::args_os().skip(1));
+    }
     let config = match Config::try_parse() {
         Ok(config) => config,
         Err(error) if !error.use_stderr() => error.exit(), // --help, --version
