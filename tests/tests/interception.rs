@@ -172,16 +172,5 @@ fn connections_go_where_the_rules_say() {
         connect(&a, APP_UID, &format!("{b_ip}:4143")),
         "b-inbound direct"
     );
-
-    // TODO(issue 8, data path): with SO_ORIGINAL_DST, detection and opaque TCP in the
-    // proxy, replace the listeners with real sidecars (each run with
-    // `pod.command_as(PROXY_UID, bin("outrigger-proxy"))`) and apps, and check:
-    // - an HTTP call from A's app to B's IP and app port crosses both sidecars over mTLS,
-    //   and B's app sees `outrigger-client-id`;
-    // - the same to B's service address (MeshService `spec.addresses`);
-    // - a TCP echo of non-HTTP bytes crosses over mTLS, counted by both sidecars' TCP
-    //   metrics;
-    // - a server-first app (greeting before the client speaks) works with no detection
-    //   delay;
-    // - a call to an address outside the mesh (a third pod without init) passes through.
+    // The data path through real sidecars in pods: tests/tests/interception_mesh.rs.
 }
