@@ -4,6 +4,7 @@
 //! service's series live as long as its runtime state: an idle service's are dropped
 //! with it, so the page follows what the app calls, not the size of the mesh.
 
+mod status;
 mod tcp;
 
 use std::fmt::Write as _;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use self::status::{STATUS_SLOTS, slot_label, status_slot};
 use crate::error::ErrorCode;
 use crate::resilience::counters::ResilienceCounters;
 
@@ -25,37 +27,6 @@ const LATENCY_MAX_MICROS: u64 = 100_000_000;
 const BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-/// The status codes counted exactly (RFC 9110's, and a few in common use). Each service
-/// has one counter per code here, plus one per class for any other code: about 70
-/// counters, not 500.
-const KNOWN_STATUSES: [u16; 64] = [
-    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304,
-    305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415,
-    416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451, 499, 500, 501, 502, 503, 504,
-    505, 506, 507, 508, 510, 511, 599,
-];
-/// Counters per service: the known codes, then one for each class 1xx..5xx.
-const STATUS_SLOTS: usize = KNOWN_STATUSES.len() + 5;
-
-/// The counter slot of a status code (shared by every service: computed, not stored).
-fn status_slot(status: u16) -> Option<usize> {
-    match KNOWN_STATUSES.binary_search(&status) {
-        Ok(i) => Some(i),
-        Err(_) => match status {
-            100..=599 => Some(KNOWN_STATUSES.len() + usize::from(status / 100 - 1)),
-            _ => None,
-        },
-    }
-}
-
-/// The `status_code` label of a slot: the code, or its class (`5xx`) for the others.
-fn slot_label(slot: usize) -> String {
-    match KNOWN_STATUSES.get(slot) {
-        Some(code) => code.to_string(),
-        None => format!("{}xx", slot - KNOWN_STATUSES.len() + 1),
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
     Inbound,
@@ -393,18 +364,6 @@ mod tests {
         assert!(text.contains("le=\"0.001\"} 3"), "{text}");
         assert!(text.contains("le=\"+Inf\"} 4"));
         assert!(text.contains("status_code=\"2xx\",error=\"\"} 1"), "{text}");
-    }
-
-    #[test]
-    fn status_slots_are_exact_for_known_codes_and_by_class_for_others() {
-        assert!(KNOWN_STATUSES.windows(2).all(|w| w[0] < w[1]), "sorted");
-        for code in KNOWN_STATUSES {
-            assert_eq!(slot_label(status_slot(code).unwrap()), code.to_string());
-        }
-        assert_eq!(slot_label(status_slot(299).unwrap()), "2xx");
-        assert_eq!(slot_label(status_slot(555).unwrap()), "5xx");
-        assert_eq!(status_slot(99), None);
-        assert_eq!(status_slot(600), None);
     }
 
     #[test]
