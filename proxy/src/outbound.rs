@@ -3,6 +3,7 @@
 //! its endpoints, sent over a pooled mTLS HTTP/2 connection. A connection redirected here
 //! by iptables is routed by its original destination instead (`transparent.rs`).
 
+mod dial;
 mod endpoint;
 mod request;
 mod stack;
