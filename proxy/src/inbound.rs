@@ -11,6 +11,7 @@ mod opaque;
 mod policy;
 mod ports;
 mod protect;
+mod upgrade;
 
 pub(crate) use policy::{InboundPolicy, InboundPolicyCell};
 
@@ -85,7 +86,11 @@ impl Inbound {
         drain: Drain,
         grace: Duration,
     ) {
-        let builder = Arc::new(http_builder());
+        let mut builder = http_builder();
+        // Lets a peer sidecar send an extended CONNECT (RFC 8441) for a WebSocket
+        // (`upgrade.rs`); only a SETTINGS flag, nothing on the ordinary path.
+        builder.http2().enable_connect_protocol();
+        let builder = Arc::new(builder);
         let local = listener
             .local_addr()
             .expect("a bound listener has a local address");
@@ -176,6 +181,12 @@ impl Inbound {
         caller: &Caller,
         app: Option<&AppClient>,
     ) -> Response<ProxyBody> {
+        // One comparison on the ordinary path; an extended CONNECT is a tunnel.
+        if req.method() == http::Method::CONNECT
+            && let Some(protocol) = req.extensions().get::<hyper::ext::Protocol>().cloned()
+        {
+            return self.forward_upgrade(req, protocol, caller, app).await;
+        }
         let start = Instant::now();
         let _inflight = self.metrics.start();
         if let Some(denied) = self.authorize(&req, caller) {

@@ -3,12 +3,14 @@
 //! its endpoints, sent over a pooled mTLS HTTP/2 connection. A connection redirected here
 //! by iptables is routed by its original destination instead (`transparent.rs`).
 
+mod dial;
 mod endpoint;
 mod request;
 mod stack;
 mod target;
 mod targets;
 mod transparent;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -121,7 +123,12 @@ impl Outbound {
                 })
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(io), service);
+        // With upgrades, so that an app's `Upgrade: websocket` can switch (`upgrade.rs`).
+        // The graceful watcher takes this connection type too (hyper-util 0.1.21 has it
+        // implement GracefulConnection): a drain stops its HTTP requests as before. Once
+        // a connection has switched, hyper hands its socket to the tunnel and this future
+        // ends, so a drain never waits on a WebSocket; tunnels end with the process.
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         if let Err(error) = watcher.watch(conn).await {
             tracing::debug!(%error, "outbound connection ended with an error");
         }
@@ -171,6 +178,12 @@ impl Outbound {
         target: &Target,
         start: Instant,
     ) -> Response<ProxyBody> {
+        // One header lookup on the ordinary path; the rest only for an upgrade.
+        if req.headers().contains_key(http::header::UPGRADE)
+            && let Some(upgrade) = upgrade::requested(&req)
+        {
+            return self.upgrade(req, upgrade, authority, target, start).await;
+        }
         let metrics = &target.metrics;
         let _inflight = metrics.start();
         let request = stack::AppRequest {

@@ -51,6 +51,10 @@ impl AppClient {
         }
     }
 
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Sends `req` to the app. `caller_spoke_http1` says how the calling app spoke.
     pub(crate) async fn send(
         &self,

@@ -122,4 +122,4 @@ where
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -20,7 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{Outbound, Pick, Target};
+use super::dial::dial;
+use super::endpoint::Endpoint;
+use super::{Outbound, Target};
 use crate::detect::{Detected, Prefixed, detect};
 use crate::error::ProxyError;
 use crate::mesh::{Destination, ServiceEntry};
@@ -113,25 +115,23 @@ impl Outbound {
         now: Instant,
     ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>, ProxyError> {
         // A pod's own address means that pod (a database replica is not interchangeable);
-        // a service address means any instance.
-        let addr = match destination {
-            Destination::Endpoint(_, addr) => *addr,
-            Destination::Service(_) => match target.pick(now, None) {
-                Pick::Endpoint(endpoint) => endpoint.addr(),
-                Pick::NoEndpoints => {
-                    return Err(ProxyError::new(
-                        crate::ErrorCode::NoEndpoints,
-                        "the service has no endpoints",
-                    ));
-                }
-                Pick::AllOpen => {
-                    return Err(ProxyError::new(
-                        crate::ErrorCode::CircuitOpen,
-                        "every endpoint's circuit is open",
-                    ));
-                }
-            },
-        };
+        // a service address means any instance, and the breaker hears how it went.
+        match destination {
+            Destination::Endpoint(_, addr) => self.connect_instance(target, *addr).await,
+            Destination::Service(_) => {
+                let connect =
+                    |endpoint: &Arc<Endpoint>| self.connect_instance(target, endpoint.addr());
+                dial(target, now, connect, |_| true).await
+            }
+        }
+    }
+
+    /// mTLS to one instance, its identity checked, then the opaque header.
+    async fn connect_instance(
+        &self,
+        target: &Target,
+        addr: SocketAddr,
+    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>, ProxyError> {
         let mut tls = connect_mesh(
             addr,
             &self.interception.tcp_tls,

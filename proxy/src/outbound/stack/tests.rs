@@ -109,12 +109,12 @@ impl<'a> Service<Picked<'a>> for Scripted {
 
 /// A target `payments.shop` with `endpoints` loopback addresses (never dialled) and this
 /// TrafficPolicy (the spec's fields besides targetRef, as JSON).
-struct Fixture {
-    target: Target,
+pub(in crate::outbound) struct Fixture {
+    pub(in crate::outbound) target: Target,
     _dir: tempfile::TempDir,
 }
 
-fn target(endpoints: u16, policy: &str) -> Fixture {
+pub(in crate::outbound) fn target(endpoints: u16, policy: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     init_ca(dir.path(), "cluster.local").expect("CA");
     let pem = std::fs::read_to_string(CaPaths::new(dir.path()).trust_anchor()).expect("PEM");
