@@ -159,6 +159,9 @@ struct Origin {
     target_line: u64,
     /// The target as written, for policies.
     target: Option<ServiceKey>,
+    /// A TrafficPolicy's backends as written: (field path, line, service in the policy's
+    /// namespace), so that one naming no MeshService is reported where it is written.
+    backends: Vec<(String, u64, ServiceKey)>,
 }
 
 impl Origin {
@@ -232,6 +235,7 @@ impl Loader {
             name_line: at.line("metadata.name"),
             target_line: at.line("spec.targetRef.name"),
             target,
+            backends: Vec::new(),
         };
         let mut errors = Vec::new();
         match kind {
@@ -265,7 +269,9 @@ impl Loader {
                     );
                     let key = ServiceKey::of(&policy.metadata);
                     let target = target_of(&policy.metadata.namespace, &policy.spec.target_ref);
-                    self.traffic.push((key, origin(target), policy));
+                    let mut origin = origin(target);
+                    origin.backends = backends_of(&policy, &at);
+                    self.traffic.push((key, origin, policy));
                 }
                 Err(e) => errors.push(e),
             },
@@ -340,6 +346,15 @@ impl Loader {
                 self.error_at(&origin, origin.target_line, "spec.targetRef.name", message);
                 continue;
             }
+            for (field, line, backend) in &origin.backends {
+                if !by_key.contains_key(backend) && !self.broken_services.contains(backend) {
+                    let message = format!(
+                        "no MeshService named {:?} in namespace {}",
+                        backend.name, backend.namespace
+                    );
+                    self.error_at(&origin, *line, field, message);
+                }
+            }
             if let Some((_, view)) = by_key.get_mut(&target) {
                 view.traffic_policy = Some(policy.spec);
             }
@@ -409,6 +424,47 @@ impl Loader {
         }
         None
     }
+}
+
+/// A TrafficPolicy's backends (the policy's and its routes'), each with its field path
+/// and line.
+fn backends_of(policy: &TrafficPolicy, at: &Located<'_, '_>) -> Vec<(String, u64, ServiceKey)> {
+    let namespace = &policy.metadata.namespace;
+    let listed = policy
+        .spec
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("spec.backends[{i}].service"), &b.service));
+    let routed = policy
+        .spec
+        .routes
+        .iter()
+        .enumerate()
+        .flat_map(|(r, route)| {
+            route
+                .backends
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(move |(i, b)| {
+                    (
+                        format!("spec.routes[{r}].backends[{i}].service"),
+                        &b.service,
+                    )
+                })
+        });
+    listed
+        .chain(routed)
+        .map(|(field, service)| {
+            let line = at.line(&field);
+            (
+                field,
+                line,
+                ServiceKey::new(namespace.clone(), service.clone()),
+            )
+        })
+        .collect()
 }
 
 /// The MeshService a policy in `namespace` targets, if its `targetRef` is of that kind.

@@ -3,6 +3,7 @@
 //! its endpoints, sent over a pooled mTLS HTTP/2 connection. A connection redirected here
 //! by iptables is routed by its original destination instead (`transparent.rs`).
 
+mod backends;
 mod dial;
 mod endpoint;
 mod request;
@@ -147,7 +148,7 @@ impl Outbound {
                 .or_else(|| self.interception.authority_of(entry))
                 .unwrap_or_else(|| Authority::from_static("unknown"));
             let target = self.targets.get(entry, start);
-            return self.send(req, authority, &target, start).await;
+            return self.send(req, authority, target, start).await;
         }
         let Some(authority) = authority_of(&req) else {
             let error = ProxyError::new(
@@ -168,29 +169,47 @@ impl Outbound {
         };
         let target = self.targets.get(entry, start);
         drop(table);
-        self.send(req, authority, &target, start).await
+        self.send(req, authority, target, start).await
     }
 
     async fn send(
         &self,
         req: Request<Incoming>,
         authority: Authority,
-        target: &Target,
+        target: Arc<Target>,
         start: Instant,
     ) -> Response<ProxyBody> {
+        let target = &target;
         // One header lookup on the ordinary path; the rest only for an upgrade.
         if req.headers().contains_key(http::header::UPGRADE)
             && let Some(upgrade) = upgrade::requested(&req)
         {
             return self.upgrade(req, upgrade, authority, target, start).await;
         }
-        let metrics = &target.metrics;
+        // Traffic shifting: only services whose policy names backends look the route up
+        // here (the stack looks it up again, as it does for every request).
+        let backend = if target.resolved.shifts_traffic() {
+            let route = target
+                .resolved
+                .route(req.method(), req.uri().path(), req.headers());
+            match &route.backends {
+                Some(backends) => {
+                    let table = self.mesh.table();
+                    backends::choose(backends, target, &table, &self.targets, start)
+                }
+                None => target.clone(),
+            }
+        } else {
+            target.clone()
+        };
+        // Counted under the service that served it, so a canary's numbers stand apart.
+        let metrics = &backend.metrics;
         let _inflight = metrics.start();
         let request = stack::AppRequest {
             request: req,
             authority,
         };
-        match stack::stack(target).oneshot(request).await {
+        match stack::stack(target, &backend).oneshot(request).await {
             Ok(response) => {
                 metrics.record_status(response.status().as_u16(), start.elapsed());
                 response.map(ProxyBody::Left)

@@ -20,8 +20,8 @@ pub use server_policy::{
     ServerPolicy, ServerPolicySpec,
 };
 pub use traffic_policy::{
-    BackoffSpec, BulkheadSpec, CircuitBreaker, FailureRateSpec, Fallback, LoadBalancer, Retries,
-    RetryBudgetSpec, RouteSpec, Timeouts, TrafficPolicy, TrafficPolicySpec,
+    BackendRef, BackoffSpec, BulkheadSpec, CircuitBreaker, FailureRateSpec, Fallback, LoadBalancer,
+    Retries, RetryBudgetSpec, RouteSpec, Timeouts, TrafficPolicy, TrafficPolicySpec,
 };
 pub use validate::{FieldError, check_identity_glob, is_http_method};
 pub use wire::{

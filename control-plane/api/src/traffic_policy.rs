@@ -39,6 +39,19 @@ pub struct TrafficPolicySpec {
     /// Overrides for matching requests; the first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSpec>,
+    /// Where the target's traffic goes, by weight, per request; empty: the target alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendRef>,
+}
+
+/// A service that takes a share of another's traffic (a canary, a new version, the
+/// rest of a strangler-fig migration), in the policy's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendRef {
+    pub service: String,
+    /// Relative to the other backends' weights; 0 sends it nothing.
+    pub weight: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,4 +183,7 @@ pub struct RouteSpec {
     pub retries: Option<Retries>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// The backends of matching requests, instead of the policy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<BackendRef>>,
 }

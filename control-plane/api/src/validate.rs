@@ -23,7 +23,7 @@ use crate::duration::HumanDuration;
 use crate::resource::RequestMatch;
 use crate::retry_condition::RetryCondition;
 use crate::server_policy::ServerPolicySpec;
-use crate::traffic_policy::{Fallback, Retries, Timeouts, TrafficPolicySpec};
+use crate::traffic_policy::{BackendRef, Fallback, Retries, Timeouts, TrafficPolicySpec};
 
 /// The only `targetRef.kind` there is.
 pub const TARGET_KIND: &str = "MeshService";
@@ -182,8 +182,40 @@ impl TrafficPolicySpec {
             if let Some(fallback) = &route.fallback {
                 check_fallback(&mut p, &format!("{at}.fallback"), fallback);
             }
+            if let Some(backends) = &route.backends {
+                check_backends(&mut p, &format!("{at}.backends"), backends);
+            }
+        }
+        if !self.backends.is_empty() {
+            check_backends(&mut p, "spec.backends", &self.backends);
         }
         p.0
+    }
+}
+
+/// A backend list sends traffic somewhere: at least one weight above 0, each service
+/// named once. (That each service exists is checked by the control plane, which sees
+/// every MeshService.)
+fn check_backends(p: &mut Problems, at: &str, backends: &[BackendRef]) {
+    if backends.is_empty() {
+        p.add(
+            at,
+            "must name at least one backend (omit it to send to the target alone)",
+        );
+        return;
+    }
+    if backends.iter().all(|b| b.weight == 0) {
+        p.add(at, "every weight is 0: no request could be sent");
+    }
+    for (i, backend) in backends.iter().enumerate() {
+        if backend.service.is_empty() {
+            p.add(format!("{at}[{i}].service"), "must name a MeshService");
+        } else if backends[..i].iter().any(|b| b.service == backend.service) {
+            p.add(
+                format!("{at}[{i}].service"),
+                format!("{:?} is named twice", backend.service),
+            );
+        }
     }
 }
 

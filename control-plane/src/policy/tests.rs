@@ -230,3 +230,50 @@ fn policies_attach_to_their_target_in_their_namespace() {
             .is_some()
     );
 }
+
+#[test]
+fn a_backend_must_be_a_mesh_service_of_the_namespace() {
+    let policy = format!(
+        "{PAYMENTS}---
+apiVersion: outrigger.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: payments, namespace: shop}}
+spec:
+  targetRef: {{kind: MeshService, name: payments}}
+  backends:
+    - {{service: payments, weight: 90}}
+    - {{service: payments-v3, weight: 10}}
+  routes:
+    - match: {{pathPrefix: /legacy}}
+      backends: [{{service: monolith, weight: 100}}]
+"
+    );
+    let errors = errors(&policy);
+    assert_eq!(
+        errors,
+        [
+            "policy/shop.yaml:17: spec.backends[1].service: no MeshService named \"payments-v3\" in namespace shop",
+            "policy/shop.yaml:20: spec.routes[0].backends[0].service: no MeshService named \"monolith\" in namespace shop",
+        ]
+    );
+    let weightless = policy
+        .replace(
+            "{service: payments, weight: 90}",
+            "{service: payments, weight: 0}",
+        )
+        .replace(
+            "{service: payments-v3, weight: 10}",
+            "{service: payments, weight: 0}",
+        );
+    assert!(
+        errors_of(&weightless)
+            .iter()
+            .any(|e| e.contains("spec.backends: every weight is 0")),
+        "{:?}",
+        errors_of(&weightless)
+    );
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    load(text).err().map(|e| e.lines()).unwrap_or_default()
+}

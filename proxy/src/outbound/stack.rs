@@ -87,14 +87,19 @@ impl TryError {
 /// The outbound stack for one request to `target`, in the order the request passes:
 /// route, whole-request deadline, retries with the budget, bulkhead, balancer (skipping
 /// open breakers), per-try timeout, breaker accounting, the pooled mTLS connection.
-pub(crate) fn stack(
-    target: &Target,
-) -> impl Service<AppRequest, Response = Response<Incoming>, Error = RouteError<'_>, Future: Send>
+///
+/// `target` is the service the app called: its route, deadline and retries (with its
+/// budget) apply. `backend` is the service that serves the request (the same one unless
+/// traffic is shifted): its bulkhead, balancer, breakers and connections.
+pub(crate) fn stack<'a>(
+    target: &'a Target,
+    backend: &'a Target,
+) -> impl Service<AppRequest, Response = Response<Incoming>, Error = RouteError<'a>, Future: Send>
 + Send
-+ '_ {
++ 'a {
     ServiceBuilder::new()
         .layer(route::Route::layer(target))
-        .service(resilient(target, endpoint::Connection))
+        .service(resilient(target, backend, endpoint::Connection))
 }
 
 /// Everything below the route, over `connection` (the pooled mTLS connection in
@@ -102,6 +107,7 @@ pub(crate) fn stack(
 /// timeout and breaker accounting.
 fn resilient<'a, C, B>(
     target: &'a Target,
+    backend: &'a Target,
     connection: C,
 ) -> impl Service<Routed<'a>, Response = Response<B>, Error = ProxyError, Future: Send> + Clone + Send + 'a
 where
@@ -114,8 +120,8 @@ where
     ServiceBuilder::new()
         .layer(deadline::Deadline::layer())
         .layer(retry::Retry::layer(target))
-        .layer(bulkhead::Bulkhead::layer(target))
-        .layer(balance::Balance::layer(target))
+        .layer(bulkhead::Bulkhead::layer(backend))
+        .layer(balance::Balance::layer(backend))
         .layer(per_try_timeout::PerTryTimeout::layer())
         .layer(outcome::RecordOutcome::layer())
         .service(connection)

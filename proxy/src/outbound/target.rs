@@ -69,8 +69,12 @@ impl Target {
         // Endpoints of another identity are other servers, as far as TLS is concerned.
         let previous = previous.filter(|p| p.entry.identity == entry.identity);
         let policy = entry.traffic_policy();
-        let resolved =
-            ServicePolicy::resolve(policy.as_ref(), entry.protocol, context.connect_timeout);
+        let resolved = ServicePolicy::resolve(
+            policy.as_ref(),
+            entry.protocol,
+            entry.namespace(),
+            context.connect_timeout,
+        );
         // Counters and the ejection count belong to the service, not to one version of it.
         let metrics = match previous {
             Some(previous) => previous.metrics.clone(),

@@ -62,6 +62,13 @@ impl Targets {
         target
     }
 
+    /// The runtime state of `name.namespace` if it is built, without building it or
+    /// counting a use.
+    pub(crate) fn peek(&self, key: &str) -> Option<Arc<Target>> {
+        let built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        built.get(key).cloned()
+    }
+
     /// Drops the state of services idle for longer than the idle timeout, or gone from
     /// the mesh, unless a request still holds them. Returns how many were dropped.
     pub(crate) fn evict_idle(&self, now: Instant) -> usize {

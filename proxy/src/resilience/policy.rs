@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, Method};
 use outrigger_api::{
-    BulkheadSpec, CircuitBreaker, Fallback, Protocol, Retries, Timeouts, TrafficPolicySpec,
+    BackendRef, BulkheadSpec, CircuitBreaker, Fallback, Protocol, Retries, Timeouts,
+    TrafficPolicySpec,
 };
 
 use super::breaker::{BreakerConfig, FailureRate};
@@ -48,6 +51,15 @@ pub(crate) struct RoutePolicy {
     pub request_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub fallback: Option<Fallback>,
+    /// Where its requests go by weight (`None`: the service itself).
+    pub backends: Option<Arc<[WeightedBackend]>>,
+}
+
+/// One backend of a route: a service (`name.namespace`) and its relative weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WeightedBackend {
+    pub key: Box<str>,
+    pub weight: u32,
 }
 
 /// Everything about calling one service.
@@ -64,13 +76,25 @@ pub(crate) struct ServicePolicy {
 }
 
 impl ServicePolicy {
-    /// The policy for a service; `None` gives every default.
+    /// The policy for a service in `namespace` (its backends are in the same one);
+    /// `None` gives every default.
     pub(crate) fn resolve(
         spec: Option<&TrafficPolicySpec>,
         protocol: Protocol,
+        namespace: &str,
         connect_default: Duration,
     ) -> Self {
         let grpc = protocol == Protocol::Grpc;
+        let backends = |list: &[BackendRef]| -> Option<Arc<[WeightedBackend]>> {
+            (!list.is_empty()).then(|| {
+                list.iter()
+                    .map(|b| WeightedBackend {
+                        key: format!("{}.{namespace}", b.service).into_boxed_str(),
+                        weight: b.weight,
+                    })
+                    .collect()
+            })
+        };
         let spec = spec.cloned().unwrap_or_default();
         let timeouts = spec.timeouts.clone().unwrap_or_default();
         let retries = spec.retries.clone().unwrap_or_default();
@@ -78,6 +102,7 @@ impl ServicePolicy {
             request_timeout: timeouts.request.map(|d| d.get()),
             retry: retry_policy(&retries, &Retries::default(), grpc),
             fallback: spec.fallback.clone(),
+            backends: backends(&spec.backends),
         };
         let routes = spec
             .routes
@@ -88,6 +113,10 @@ impl ServicePolicy {
                     request_timeout: timeouts.request.map(|d| d.get()),
                     retry: retry_policy(route.retries.as_ref().unwrap_or(&retries), &retries, grpc),
                     fallback: route.fallback.clone().or_else(|| spec.fallback.clone()),
+                    backends: match &route.backends {
+                        Some(list) => backends(list),
+                        None => default_route.backends.clone(),
+                    },
                 };
                 (RequestMatcher::new(&route.matches), policy)
             })
@@ -113,6 +142,16 @@ impl ServicePolicy {
             default_route,
             routes,
         }
+    }
+
+    /// Whether any of its requests may go to another service (traffic shifting): only
+    /// then does a request look its route up before the stack.
+    pub(crate) fn shifts_traffic(&self) -> bool {
+        self.default_route.backends.is_some()
+            || self
+                .routes
+                .iter()
+                .any(|(_, route)| route.backends.is_some())
     }
 
     /// The first matching route's policy, or the service's.
@@ -218,7 +257,7 @@ mod tests {
 
     #[test]
     fn absent_policy_gives_the_design_defaults() {
-        let policy = ServicePolicy::resolve(None, Protocol::Http, Duration::from_secs(1));
+        let policy = ServicePolicy::resolve(None, Protocol::Http, "shop", Duration::from_secs(1));
         let route = policy.route(&Method::GET, "/", &HeaderMap::new());
         assert_eq!(route.request_timeout, None);
         assert_eq!(route.retry.attempts, 1);
@@ -285,7 +324,8 @@ mod tests {
             ],
             ..TrafficPolicySpec::default()
         };
-        let policy = ServicePolicy::resolve(Some(&spec), Protocol::Http, Duration::from_secs(1));
+        let policy =
+            ServicePolicy::resolve(Some(&spec), Protocol::Http, "shop", Duration::from_secs(1));
         assert_eq!(policy.connect_timeout, Duration::from_millis(300));
         let post = policy.route(&Method::POST, "/charge/now", &HeaderMap::new());
         assert_eq!(post.retry.attempts, 0);
@@ -320,7 +360,8 @@ mod tests {
             }),
             ..TrafficPolicySpec::default()
         };
-        let policy = ServicePolicy::resolve(Some(&spec), Protocol::Http, Duration::from_secs(1));
+        let policy =
+            ServicePolicy::resolve(Some(&spec), Protocol::Http, "shop", Duration::from_secs(1));
         assert_eq!(policy.breaker.consecutive_failures, None);
         assert!(policy.breaker.failure_rate.is_some());
         assert_eq!(policy.max_ejected_percent, 30);

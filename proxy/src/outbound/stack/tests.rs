@@ -184,7 +184,7 @@ async fn send(
         started: Instant::now(),
         deadline: None,
     };
-    resilient(target, connection).oneshot(routed).await
+    resilient(target, target, connection).oneshot(routed).await
 }
 
 fn counter(value: &std::sync::atomic::AtomicU64) -> u64 {
