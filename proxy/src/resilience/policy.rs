@@ -307,6 +307,7 @@ mod tests {
                         ..Timeouts::default()
                     }),
                     fallback: None,
+                    backends: None,
                 },
                 RouteSpec {
                     matches: RequestMatch {
@@ -320,6 +321,7 @@ mod tests {
                         ..Timeouts::default()
                     }),
                     fallback: None,
+                    backends: None,
                 },
             ],
             ..TrafficPolicySpec::default()
