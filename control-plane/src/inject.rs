@@ -12,6 +12,7 @@
 //! The pod is worked on as JSON, not as typed structs: fields this code does not know (a
 //! newer Kubernetes' or a typo the API server will report) must come out as they went in.
 
+pub mod admission;
 mod annotations;
 mod manifests;
 mod pod;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use outrigger_api::parse_duration;
 use outrigger_certs::DEFAULT_TRUST_DOMAIN;
 use outrigger_control_plane::ServeConfig;
+use outrigger_control_plane::inject::InjectConfig;
 
 #[derive(Parser)]
 #[command(
@@ -190,6 +191,12 @@ pub(crate) struct ControlPlaneArgs {
     /// the sidecars' heartbeat interval.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub registration_warmup: Duration,
+    /// The proxy image the admission webhook injects.
+    #[arg(long, env = "OUTRIGGER_PROXY_IMAGE", default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
+    pub proxy_image: String,
+    /// The control-plane address injected proxies call (its Service).
+    #[arg(long, default_value = outrigger_control_plane::inject::DEFAULT_CONTROL_PLANE)]
+    pub inject_control_plane: String,
 }
 
 impl ControlPlaneArgs {
@@ -200,6 +207,11 @@ impl ControlPlaneArgs {
             cert_ttl: self.cert_ttl,
             registration_ttl: self.registration_ttl,
             registration_warmup: self.registration_warmup,
+            inject: InjectConfig {
+                control_plane: self.inject_control_plane,
+                proxy_image: self.proxy_image,
+                ..InjectConfig::default()
+            },
             ..ServeConfig::new(self.data_dir, self.policy_dir)
         }
     }

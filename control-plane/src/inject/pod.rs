@@ -46,7 +46,7 @@ pub fn inject_pod(pod: &mut Value, config: &InjectConfig) -> Result<Outcome, Inj
     }
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
         return Ok(Outcome::Refused(
-            "hostNetwork: true: the proxy's iptables rules would redirect the node's own traffic"
+            "it uses the host network (hostNetwork: true), where the proxy's iptables rules would redirect the node's own traffic"
                 .into(),
         ));
     }

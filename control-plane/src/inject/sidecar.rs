@@ -268,7 +268,8 @@ fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: volume.into(),
         mount_path: path.into(),
-        read_only: Some(read_only),
+        // Absent means writable; `readOnly: false` would only be noise in the pod.
+        read_only: read_only.then_some(true),
         ..Default::default()
     }
 }
