@@ -5,6 +5,8 @@
 //! directly.
 
 pub mod ca_init;
+pub mod crds;
+pub mod inject;
 pub mod metrics;
 pub mod policy;
 pub mod proxies;

@@ -6,7 +6,7 @@
 //! documents (a `targetRef` naming no MeshService, duplicates). Each names the file, the
 //! line and the field: `shop/payments.yaml:14: spec.retries.backoff.base: invalid duration`.
 
-mod documents;
+pub(crate) mod documents;
 mod errors;
 mod file_cache;
 mod header;

@@ -4,6 +4,7 @@
 //! [`Server::run`] serves until the given shutdown future completes, then drains.
 
 mod admin;
+mod admission;
 mod api;
 mod api_error;
 mod body;
@@ -33,6 +34,7 @@ use tracing::{info, warn};
 pub use error::ServeError;
 pub use serving_cert::control_plane_identity;
 
+use crate::inject::InjectConfig;
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::proxies::Proxies;
@@ -66,6 +68,8 @@ pub struct ServeConfig {
     /// proxy that reconnected at once would otherwise see those services without
     /// endpoints. Proxies keep serving their last config meanwhile.
     pub registration_warmup: Duration,
+    /// What the admission webhook adds to pods (the trust domain is the CA's).
+    pub inject: InjectConfig,
 }
 
 impl ServeConfig {
@@ -80,6 +84,7 @@ impl ServeConfig {
             cert_ttl: Duration::from_secs(24 * 3600),
             registration_ttl: registry::DEFAULT_TTL,
             registration_warmup: Duration::from_secs(3),
+            inject: InjectConfig::default(),
         }
     }
 }
@@ -103,6 +108,8 @@ pub(crate) struct Shared {
     ready: AtomicBool,
     /// Until when watch streams hold back their first snapshot (see `registration_warmup`).
     warm_until: tokio::time::Instant,
+    /// For `/v1/admission`.
+    inject: InjectConfig,
 }
 
 /// Who is on the other end of one API connection.
@@ -149,6 +156,10 @@ impl Server {
         let ca = Arc::new(Ca::load(&config.data_dir).map_err(ServeError::Ca)?);
         let tokens = TokenKey::load(&config.data_dir)?;
         let td = ca.trust_domain().to_string();
+        let inject = InjectConfig {
+            trust_domain: td.clone(),
+            ..config.inject.clone()
+        };
         // Watching first: a change made while the dir is read is not missed.
         let policy_watch = reload::watch_dir(&config.policy_dir).map_err(|e| {
             ServeError::Config(format!(
@@ -216,6 +227,7 @@ impl Server {
             stopping,
             ready: AtomicBool::new(false),
             warm_until: tokio::time::Instant::now() + config.registration_warmup,
+            inject,
         });
         Ok(Server {
             shared,

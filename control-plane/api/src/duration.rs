@@ -109,6 +109,27 @@ impl<'de> serde::Deserialize<'de> for HumanDuration {
     }
 }
 
+/// In a CRD, a duration is a string of the shape [`parse_duration`] reads: the API server
+/// refuses `250` or `2 s` at `kubectl apply`, as `outrigger check` does.
+#[cfg(feature = "crd")]
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+(ms|s|m|h))+$",
+            "description": "A duration: integers with units ms, s, m, h (250ms, 2s, 1m, 1h30m)."
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,12 +25,31 @@ pub struct TypeHeader {
     pub kind: Option<String>,
 }
 
+/// The part of Kubernetes' `metadata` a file may hold. Labels and annotations are
+/// accepted (and not used) so that one file serves `kubectl apply` and the policy dir;
+/// what the API server writes (uid, resourceVersion...) is still refused as a typo would be.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectMeta {
     pub name: String,
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A `status:` block in a file: what the cluster writes back (convergence), read and
+/// ignored by the file source, so that a resource saved from the cluster still loads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IgnoredStatus;
+
+impl<'de> Deserialize<'de> for IgnoredStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(IgnoredStatus)
+    }
 }
 
 /// A logical service and its instances.
@@ -41,9 +60,47 @@ pub struct MeshService {
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: MeshServiceSpec,
+    #[serde(default, skip_serializing)]
+    pub status: Option<IgnoredStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Several `printcolumn(type_ = ...)` read to clippy as one attribute given twice.
+#[allow(clippy::duplicated_attributes)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "outrigger.dev",
+        version = "v1alpha1",
+        kind = "MeshService",
+        doc = "A logical service of the mesh: its identity, protocol and static instances.",
+        root = "MeshServiceResource",
+        namespaced,
+        status = "crate::status::MeshServiceStatus",
+        shortname = "msvc",
+        category = "outrigger",
+        printcolumn(name = "Identity", type_ = "string", json_path = ".spec.identity"),
+        printcolumn(name = "Protocol", type_ = "string", json_path = ".spec.protocol"),
+        printcolumn(
+            name = "Endpoints",
+            type_ = "integer",
+            json_path = ".status.endpoints",
+            description = "Ready instances, static and discovered"
+        ),
+        printcolumn(
+            name = "Converged",
+            type_ = "string",
+            json_path = ".status.converged",
+            description = "Proxies running this version, of those concerned"
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
+    )
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MeshServiceSpec {
     /// The SPIFFE id its instances must present.
@@ -60,6 +117,7 @@ pub struct MeshServiceSpec {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// HTTP/1.1 or HTTP/2, detected.
@@ -71,6 +129,7 @@ pub enum Protocol {
 
 /// Names the `MeshService` a policy is for, in the policy's own namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TargetRef {
     pub kind: String,
@@ -79,6 +138,7 @@ pub struct TargetRef {
 
 /// Which requests a route or a rule is about. Absent fields match everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +154,7 @@ pub struct RequestMatch {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StaticEndpoint {
     /// `ip:port` of the instance's sidecar inbound port.

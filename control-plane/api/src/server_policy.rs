@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::resource::{ObjectMeta, RequestMatch, TargetRef};
+use crate::resource::{IgnoredStatus, ObjectMeta, RequestMatch, TargetRef};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -11,9 +11,47 @@ pub struct ServerPolicy {
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: ServerPolicySpec,
+    #[serde(default, skip_serializing)]
+    pub status: Option<IgnoredStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+// Several `printcolumn(type_ = ...)` read to clippy as one attribute given twice.
+#[allow(clippy::duplicated_attributes)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "outrigger.dev",
+        version = "v1alpha1",
+        kind = "ServerPolicy",
+        doc = "How a MeshService accepts calls: mTLS mode, authorization, rate and concurrency limits; enforced by its own sidecars.",
+        root = "ServerPolicyResource",
+        namespaced,
+        status = "crate::status::PolicyStatus",
+        shortname = "sp",
+        category = "outrigger",
+        printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name"),
+        printcolumn(name = "mTLS", type_ = "string", json_path = ".spec.mtls"),
+        printcolumn(
+            name = "Default",
+            type_ = "string",
+            json_path = ".spec.authorization.default",
+            description = "What happens to a request no rule allows"
+        ),
+        printcolumn(
+            name = "Converged",
+            type_ = "string",
+            json_path = ".status.converged",
+            description = "Proxies running this version, of those concerned"
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
+    )
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerPolicySpec {
     pub target_ref: TargetRef,
@@ -28,6 +66,7 @@ pub struct ServerPolicySpec {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MtlsMode {
     /// Only mTLS callers.
@@ -38,6 +77,7 @@ pub enum MtlsMode {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Authorization {
     /// What happens to a request no rule matches.
@@ -48,6 +88,7 @@ pub struct Authorization {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AuthorizationDefault {
     #[default]
@@ -60,6 +101,7 @@ pub enum AuthorizationDefault {
 /// of characters except `/` (e.g. `spiffe://cluster.local/ns/ops/sa/*`); see
 /// [`crate::validate`] for the exact syntax.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthorizationRule {
     pub from: Vec<String>,
@@ -68,6 +110,7 @@ pub struct AuthorizationRule {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimit {
     pub requests_per_second: u32,
@@ -77,6 +120,7 @@ pub struct RateLimit {
 
 /// `{max: N}` for a fixed limit, `{adaptive: true}` to follow measured latency.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Concurrency {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
-use crate::resource::{ObjectMeta, RequestMatch, TargetRef};
+use crate::resource::{IgnoredStatus, ObjectMeta, RequestMatch, TargetRef};
 #[cfg(doc)]
 use crate::retry_condition::RetryCondition;
 
@@ -18,9 +18,40 @@ pub struct TrafficPolicy {
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: TrafficPolicySpec,
+    #[serde(default, skip_serializing)]
+    pub status: Option<IgnoredStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+// Several `printcolumn(type_ = ...)` read to clippy as one attribute given twice.
+#[allow(clippy::duplicated_attributes)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema, kube::CustomResource))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "outrigger.dev",
+        version = "v1alpha1",
+        kind = "TrafficPolicy",
+        doc = "How callers call a MeshService: timeouts, retries, circuit breaking, bulkheads, balancing; enforced by the callers' sidecars.",
+        root = "TrafficPolicyResource",
+        namespaced,
+        status = "crate::status::PolicyStatus",
+        shortname = "tp",
+        category = "outrigger",
+        printcolumn(name = "Target", type_ = "string", json_path = ".spec.targetRef.name"),
+        printcolumn(
+            name = "Converged",
+            type_ = "string",
+            json_path = ".status.converged",
+            description = "Proxies running this version, of those concerned"
+        ),
+        printcolumn(
+            name = "Age",
+            type_ = "date",
+            json_path = ".metadata.creationTimestamp"
+        )
+    )
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TrafficPolicySpec {
     pub target_ref: TargetRef,
@@ -47,6 +78,7 @@ pub struct TrafficPolicySpec {
 /// A service that takes a share of another's traffic (a canary, a new version, the
 /// rest of a strangler-fig migration), in the policy's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackendRef {
     pub service: String,
@@ -55,6 +87,7 @@ pub struct BackendRef {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Timeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +101,7 @@ pub struct Timeouts {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Retries {
     /// Retries after the first try; 0 turns retries off.
@@ -99,6 +133,7 @@ impl Retries {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackoffSpec {
     pub base: HumanDuration,
@@ -106,6 +141,7 @@ pub struct BackoffSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryBudgetSpec {
     /// Retries allowed as a share of requests (0.2 = 20%).
@@ -116,6 +152,7 @@ pub struct RetryBudgetSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CircuitBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +168,7 @@ pub struct CircuitBreaker {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FailureRateSpec {
     pub threshold: f64,
@@ -139,6 +177,7 @@ pub struct FailureRateSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BulkheadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +191,7 @@ pub struct BulkheadSpec {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadBalancer {
     /// Power of two choices over peak-EWMA latency.
@@ -163,6 +203,7 @@ pub enum LoadBalancer {
 
 /// The response served instead of `circuit-open`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Fallback {
     pub status: u16,
@@ -173,6 +214,7 @@ pub struct Fallback {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteSpec {
     #[serde(rename = "match")]

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use outrigger_api::parse_duration;
 use outrigger_certs::DEFAULT_TRUST_DOMAIN;
 use outrigger_control_plane::ServeConfig;
+use outrigger_control_plane::inject::InjectConfig;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,33 @@ pub(crate) enum Command {
     /// Show the proxies the control plane knows and whether they run the current config;
     /// exit 0 if converged, 2 if not, 1 if the control plane cannot be asked.
     Status(StatusArgs),
+    /// Write the CustomResourceDefinitions of MeshService, TrafficPolicy and ServerPolicy,
+    /// generated from the Rust types (into --dir, or to stdout).
+    Crds(CrdsArgs),
+    /// Add the sidecar to the pods of Kubernetes manifests (Deployments, StatefulSets,
+    /// DaemonSets, ReplicaSets, Jobs, CronJobs, Pods, Lists); every other kind passes
+    /// through unchanged.
+    Inject(InjectArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CrdsArgs {
+    /// Write one file per CRD here (k8s/crds) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct InjectArgs {
+    /// The manifests to inject: a file, or `-` for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The control plane's API address the proxies call.
+    #[arg(long, default_value = outrigger_control_plane::inject::DEFAULT_CONTROL_PLANE)]
+    pub control_plane: String,
+    /// The proxy image (a pod's `outrigger.dev/proxy-image` annotation wins).
+    #[arg(long, default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
+    pub proxy_image: String,
 }
 
 #[derive(Args)]
@@ -163,6 +191,12 @@ pub(crate) struct ControlPlaneArgs {
     /// the sidecars' heartbeat interval.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub registration_warmup: Duration,
+    /// The proxy image the admission webhook injects.
+    #[arg(long, env = "OUTRIGGER_PROXY_IMAGE", default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
+    pub proxy_image: String,
+    /// The control-plane address injected proxies call (its Service).
+    #[arg(long, default_value = outrigger_control_plane::inject::DEFAULT_CONTROL_PLANE)]
+    pub inject_control_plane: String,
 }
 
 impl ControlPlaneArgs {
@@ -173,6 +207,11 @@ impl ControlPlaneArgs {
             cert_ttl: self.cert_ttl,
             registration_ttl: self.registration_ttl,
             registration_warmup: self.registration_warmup,
+            inject: InjectConfig {
+                control_plane: self.inject_control_plane,
+                proxy_image: self.proxy_image,
+                ..InjectConfig::default()
+            },
             ..ServeConfig::new(self.data_dir, self.policy_dir)
         }
     }

@@ -3,6 +3,8 @@
 
 mod check;
 mod cli;
+mod crds;
+mod inject;
 mod rotate;
 mod status;
 
@@ -20,7 +22,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own report; its parts' logs would drown it unless asked for.
     let default_level = match cli.command {
-        Command::Demo(_) | Command::Check(_) | Command::Status(_) => "warn",
+        Command::Demo(_)
+        | Command::Check(_)
+        | Command::Status(_)
+        | Command::Crds(_)
+        | Command::Inject(_) => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -44,6 +50,9 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Create(args)) => run_token_create(args),
         Command::ControlPlane(args) => run_control_plane(args.into_config()),
         Command::Demo(args) => run_demo(args),
+        Command::Crds(args) => crds::run(args),
+        // Its own exit codes and stderr lines (a refused pod is not a failure).
+        Command::Inject(args) => return inject::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

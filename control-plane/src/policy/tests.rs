@@ -277,3 +277,43 @@ spec:
 fn errors_of(text: &str) -> Vec<String> {
     load(text).err().map(|e| e.lines()).unwrap_or_default()
 }
+
+/// The CRD form: what `kubectl get -o yaml` shows (labels, annotations, a status the
+/// cluster wrote) loads as the file form; the status is ignored.
+#[test]
+fn crd_form_with_labels_and_status_loads() {
+    let text = "\
+apiVersion: outrigger.dev/v1alpha1
+kind: MeshService
+metadata:
+  name: payments
+  namespace: shop
+  labels: {app.kubernetes.io/part-of: shop}
+  annotations: {note: reviewed}
+spec:
+  identity: spiffe://cluster.local/ns/shop/sa/payments
+status:
+  version: 12
+  proxiesConverged: 2
+  proxies: 3
+  converged: 2/3
+  endpoints: 2
+---
+apiVersion: outrigger.dev/v1alpha1
+kind: ServerPolicy
+metadata: {name: payments, namespace: shop}
+spec:
+  targetRef: {kind: MeshService, name: payments}
+status: {converged: 0/0, anything: [1, 2]}
+";
+    let policy = load(text).unwrap();
+    assert_eq!(policy.services.len(), 1);
+    assert_eq!(policy.server_policies.len(), 1);
+}
+
+#[test]
+fn metadata_the_api_server_writes_is_still_refused() {
+    let text = PAYMENTS.replace("namespace: shop}", "namespace: shop, uid: abc}");
+    let line = error(&text);
+    assert!(line.contains("unknown field `uid`"), "{line}");
+}

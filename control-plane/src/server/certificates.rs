@@ -104,12 +104,17 @@ async fn issue(
 }
 
 pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, ApiFailure> {
-    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect())
+    read_body_up_to(body, MAX_BODY).await
+}
+
+/// [`read_body`] with another limit (an AdmissionReview carries a whole pod).
+pub(crate) async fn read_body_up_to(body: Incoming, limit: usize) -> Result<Bytes, ApiFailure> {
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect())
         .await
         .map_err(|_| ApiFailure::RequestTimeout)?;
     match collected {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiFailure::PayloadTooLarge(MAX_BODY)),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiFailure::PayloadTooLarge(limit)),
         Err(e) => Err(ApiFailure::BadRequest(format!(
             "could not read the request body: {e}"
         ))),
