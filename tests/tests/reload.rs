@@ -11,8 +11,11 @@ fn payments_yaml(endpoints: &[u16]) -> String {
         .iter()
         .map(|p| format!("    - address: 127.0.0.1:{p}\n"))
         .collect();
+    // Round-robin: this file tests that edits move traffic, not how peak-EWMA weighs a
+    // new endpoint (one slow first answer on a loaded machine can keep it cold for tens
+    // of seconds; balancing.rs tests the balancer).
     format!(
-        "apiVersion: outrigger.dev/v1alpha1\nkind: MeshService\nmetadata:\n  name: payments\n  namespace: shop\nspec:\n  identity: spiffe://cluster.local/ns/shop/sa/payments\n  endpoints:\n{endpoints}"
+        "apiVersion: outrigger.dev/v1alpha1\nkind: MeshService\nmetadata:\n  name: payments\n  namespace: shop\nspec:\n  identity: spiffe://cluster.local/ns/shop/sa/payments\n  endpoints:\n{endpoints}---\napiVersion: outrigger.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: payments, namespace: shop}}\nspec:\n  targetRef: {{kind: MeshService, name: payments}}\n  loadBalancer: round-robin\n"
     )
 }
 
