@@ -1,12 +1,71 @@
 //! Body types of the data path. Upstream bodies stream through untouched; only the
 //! proxy's own small responses are built in memory.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+
+use crate::grpc_status::GrpcCounts;
 
 /// A response body: the upstream's, streamed, or one the proxy made.
-pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<Upstream, Full<Bytes>>;
+
+pin_project! {
+    /// The upstream's body, streamed as it comes. For a gRPC answer, the `grpc-status`
+    /// of its trailers is counted as they pass; for anything else it is untouched.
+    pub(crate) struct Upstream {
+        #[pin]
+        body: Incoming,
+        grpc: Option<Arc<GrpcCounts>>,
+    }
+}
+
+/// The upstream's answer for the caller: counted in `grpc` if it is a gRPC answer (its
+/// status in the headers now, else in its trailers later).
+pub(crate) fn upstream(
+    response: http::Response<Incoming>,
+    grpc: Option<&Arc<GrpcCounts>>,
+) -> http::Response<ProxyBody> {
+    // A trailers-only answer carries its status in the headers: nothing to watch for.
+    let grpc = grpc
+        .filter(|counts| !counts.record(response.headers()))
+        .cloned();
+    response.map(|body| Either::Left(Upstream { body, grpc }))
+}
+
+impl Body for Upstream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        if let (Some(counts), Poll::Ready(Some(Ok(frame)))) = (this.grpc.as_ref(), &polled)
+            && let Some(trailers) = frame.trailers_ref()
+        {
+            counts.record(trailers);
+            *this.grpc = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// A body the proxy made.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {

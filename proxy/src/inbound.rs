@@ -181,6 +181,7 @@ impl Inbound {
         caller: &Caller,
         app: Option<&AppClient>,
     ) -> Response<ProxyBody> {
+        let grpc = crate::error::is_grpc(req.headers());
         // One comparison on the ordinary path; an extended CONNECT is a tunnel.
         if req.method() == http::Method::CONNECT
             && let Some(protocol) = req.extensions().get::<hyper::ext::Protocol>().cloned()
@@ -240,7 +241,7 @@ impl Inbound {
             Ok(response) => {
                 self.metrics
                     .record_status(response.status().as_u16(), start.elapsed());
-                response.map(ProxyBody::Left)
+                crate::body::upstream(response, grpc.then_some(&self.metrics.grpc))
             }
             Err(error) => {
                 tracing::debug!(%error, "inbound request failed");

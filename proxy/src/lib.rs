@@ -12,6 +12,7 @@ pub mod config;
 mod control;
 mod detect;
 mod error;
+mod grpc_status;
 mod health;
 mod identity;
 mod inbound;

@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 
 use self::status::{STATUS_SLOTS, slot_label, status_slot};
 use crate::error::ErrorCode;
+use crate::grpc_status::GrpcCounts;
 use crate::resilience::counters::ResilienceCounters;
 
 /// The longest latency a histogram tells apart: 100 s (longer ones count as 100 s). With
@@ -55,6 +56,8 @@ pub(crate) struct ServiceMetrics {
     inflight: AtomicI64,
     /// Retries, budget, bulkhead and breaker counters (outbound services).
     pub resilience: ResilienceCounters,
+    /// gRPC answers by `grpc-status` (shared with the bodies that report them).
+    pub grpc: Arc<GrpcCounts>,
     /// Opaque TCP connections.
     pub tcp: tcp::TcpCounters,
 }
@@ -72,6 +75,7 @@ impl ServiceMetrics {
             ),
             inflight: AtomicI64::new(0),
             resilience: ResilienceCounters::default(),
+            grpc: Arc::default(),
             tcp: tcp::TcpCounters::default(),
         }
     }
@@ -169,6 +173,7 @@ impl ProxyMetrics {
         let mut out = String::with_capacity(4096);
         render_requests(&mut out, &services);
         render_latency(&mut out, &services);
+        render_grpc(&mut out, &services);
         crate::resilience::counters::render(
             &mut out,
             services
@@ -290,6 +295,24 @@ fn render_requests(out: &mut String, services: &[Arc<ServiceMetrics>]) {
                     code.as_str()
                 );
             }
+        }
+    }
+}
+
+fn render_grpc(out: &mut String, services: &[Arc<ServiceMetrics>]) {
+    header(
+        out,
+        "grpc_responses_total",
+        "counter",
+        "gRPC answers of the app or upstream, by grpc-status (a 200 may carry a failure).",
+    );
+    for m in services {
+        let (dir, svc) = (m.direction.as_str(), escape(&m.service));
+        for (status, count) in m.grpc.counts() {
+            let _ = writeln!(
+                out,
+                "outrigger_grpc_responses_total{{direction=\"{dir}\",service=\"{svc}\",grpc_status=\"{status}\"}} {count}"
+            );
         }
     }
 }

@@ -205,6 +205,7 @@ impl Outbound {
         // Counted under the service that served it, so a canary's numbers stand apart.
         let metrics = &backend.metrics;
         let _inflight = metrics.start();
+        let grpc = crate::error::is_grpc(req.headers());
         let request = stack::AppRequest {
             request: req,
             authority,
@@ -212,7 +213,7 @@ impl Outbound {
         match stack::stack(target, &backend).oneshot(request).await {
             Ok(response) => {
                 metrics.record_status(response.status().as_u16(), start.elapsed());
-                response.map(ProxyBody::Left)
+                crate::body::upstream(response, grpc.then_some(&metrics.grpc))
             }
             Err(stack::RouteError { error, fallback }) => {
                 tracing::debug!(service = %metrics.service(), %error, "outbound request failed");

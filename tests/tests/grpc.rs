@@ -127,7 +127,7 @@ fn check() -> Request<HealthCheckRequest> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unary_and_streaming_calls_cross_the_mesh() {
     let service = Arc::new(Scripted::default());
-    let (_mesh, orders, _payments) = mesh(service.clone(), None).await;
+    let (_mesh, orders, payments) = mesh(service.clone(), None).await;
     let mut health = client(&orders, "payments.shop").await;
 
     let answer = health.check(check()).await.expect("a unary call");
@@ -146,6 +146,19 @@ async fn unary_and_streaming_calls_cross_the_mesh() {
         ],
         "every message, in order, then the trailers' OK"
     );
+    // Both answers ended in trailers with grpc-status 0, read as they passed.
+    assert_eq!(grpc_answers(&orders, "outbound", "OK").await, 2.0);
+    assert_eq!(grpc_answers(&payments, "inbound", "OK").await, 2.0);
+}
+
+/// `outrigger_grpc_responses_total` of one direction and status on `sidecar`.
+async fn grpc_answers(sidecar: &Sidecar, direction: &str, status: &str) -> f64 {
+    sidecar
+        .metric_sum(
+            "outrigger_grpc_responses_total",
+            &[("direction", direction), ("grpc_status", status)],
+        )
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +193,7 @@ async fn unavailable_is_retried_and_the_deadline_travels() {
         fail_first: 1,
         ..Scripted::default()
     });
-    let (_mesh, orders, _payments) = mesh(service.clone(), None).await;
+    let (_mesh, orders, payments) = mesh(service.clone(), None).await;
     let mut health = client(&orders, "payments.shop").await;
 
     let mut request = check();
@@ -188,6 +201,11 @@ async fn unavailable_is_retried_and_the_deadline_travels() {
     let answer = health.check(request).await.expect("retried to success");
     assert_eq!(answer.into_inner().status, ServingStatus::Serving as i32);
     assert_eq!(service.checks.load(Ordering::SeqCst), 2, "one retry");
+    // The app's two answers, a 200 each: one UNAVAILABLE, one OK. The caller saw OK.
+    assert_eq!(grpc_answers(&payments, "inbound", "UNAVAILABLE").await, 1.0);
+    assert_eq!(grpc_answers(&payments, "inbound", "OK").await, 1.0);
+    assert_eq!(grpc_answers(&orders, "outbound", "OK").await, 1.0);
+    assert_eq!(grpc_answers(&orders, "outbound", "UNAVAILABLE").await, 0.0);
 
     let timeouts = service.timeouts.lock().unwrap().clone();
     for timeout in &timeouts {

@@ -73,7 +73,7 @@ impl Inbound {
             .record_status(answer.status().as_u16(), start.elapsed());
         if answer.status() != StatusCode::SWITCHING_PROTOCOLS {
             // The app declined to switch: the caller's app hears its answer.
-            return answer.map(ProxyBody::Left);
+            return crate::body::upstream(answer, None);
         }
         let to_app = hyper::upgrade::on(&mut answer);
         let metrics = self.metrics.clone();

@@ -68,7 +68,7 @@ impl Outbound {
             // The callee's sidecar or app refused (a 403 from its ServerPolicy, the
             // app's own 400): the app hears it as it was said.
             metrics.record_status(answer.status().as_u16(), start.elapsed());
-            return answer.map(ProxyBody::Left);
+            return crate::body::upstream(answer, None);
         }
         let to_peer = hyper::upgrade::on(&mut answer);
         metrics.record_status(StatusCode::SWITCHING_PROTOCOLS.as_u16(), start.elapsed());
