@@ -73,6 +73,8 @@ pub(crate) struct ServicePolicy {
     pub bulkhead: BulkheadPolicy,
     default_route: RoutePolicy,
     routes: Vec<(RequestMatcher, RoutePolicy)>,
+    /// Whether any route names backends: read on every request, so decided here.
+    shifts: bool,
 }
 
 impl ServicePolicy {
@@ -104,7 +106,7 @@ impl ServicePolicy {
             fallback: spec.fallback.clone(),
             backends: backends(&spec.backends),
         };
-        let routes = spec
+        let routes: Vec<(RequestMatcher, RoutePolicy)> = spec
             .routes
             .iter()
             .map(|route| {
@@ -122,6 +124,8 @@ impl ServicePolicy {
             })
             .collect();
         let budget = retries.budget.as_ref();
+        let shifts = default_route.backends.is_some()
+            || routes.iter().any(|(_, route)| route.backends.is_some());
         ServicePolicy {
             connect_timeout: timeouts.connect.map(|d| d.get()).unwrap_or(connect_default),
             idle_timeout: timeouts.idle.map(|d| d.get()),
@@ -141,17 +145,14 @@ impl ServicePolicy {
             bulkhead: bulkhead_policy(spec.bulkhead.as_ref()),
             default_route,
             routes,
+            shifts,
         }
     }
 
     /// Whether any of its requests may go to another service (traffic shifting): only
     /// then does a request look its route up before the stack.
     pub(crate) fn shifts_traffic(&self) -> bool {
-        self.default_route.backends.is_some()
-            || self
-                .routes
-                .iter()
-                .any(|(_, route)| route.backends.is_some())
+        self.shifts
     }
 
     /// The first matching route's policy, or the service's.
