@@ -25,8 +25,11 @@ use crate::resilience::counters::ResilienceCounters;
 const LATENCY_MAX_MICROS: u64 = 100_000_000;
 
 /// Bucket bounds of `request_duration_seconds`, in seconds.
-const BUCKETS: [f64; 15] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// They start at 50 µs: a mesh hop costs about 0.1 ms, so coarser buckets would hide
+/// exactly what a sidecar adds.
+const BUCKETS: [f64; 18] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
 ];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
