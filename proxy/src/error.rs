@@ -123,17 +123,20 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 }
 
 /// What a response the proxy made says about its failure: read by
-/// [`for_grpc_caller`] to say it again in gRPC.
+/// [`for_caller`] to say it again in gRPC.
 #[derive(Clone, Debug)]
 struct MeshFailure {
     code: ErrorCode,
     message: String,
 }
 
-/// The response a gRPC caller gets: a failure the proxy made becomes a trailers-only
-/// gRPC response (HTTP 200, `grpc-status`, `grpc-message`, and `outrigger-error` still);
-/// anything else passes unchanged.
-pub(crate) fn for_grpc_caller(response: Response<ProxyBody>) -> Response<ProxyBody> {
+/// The response for a caller: to a gRPC caller (`grpc`), a failure the proxy made
+/// becomes a trailers-only gRPC response (HTTP 200, `grpc-status`, `grpc-message`, and
+/// `outrigger-error` still); anything else passes unchanged.
+pub(crate) fn for_caller(grpc: bool, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    if !grpc {
+        return response;
+    }
     let Some(failure) = response.extensions().get::<MeshFailure>().cloned() else {
         return response;
     };
@@ -234,7 +237,7 @@ mod tests {
     fn a_grpc_caller_gets_the_failure_as_a_trailers_only_response() {
         let mut error = ProxyError::new(ErrorCode::RateLimited, "slow down: 100% busy");
         error.retry_after = Some(std::time::Duration::from_millis(1500));
-        let response = for_grpc_caller(error.into_response("payments"));
+        let response = for_caller(true, error.into_response("payments"));
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
         assert_eq!(headers["grpc-status"], "8", "RESOURCE_EXHAUSTED");
@@ -242,9 +245,15 @@ mod tests {
         assert_eq!(headers[ERROR_HEADER], "rate-limited");
         assert_eq!(headers[CONTENT_TYPE], "application/grpc");
         assert_eq!(headers[http::header::RETRY_AFTER], "2");
+        // A failure to a caller that is not gRPC keeps its JSON form.
+        let plain = for_caller(
+            false,
+            ProxyError::new(ErrorCode::Timeout, "t").into_response("p"),
+        );
+        assert_eq!(plain.status(), StatusCode::GATEWAY_TIMEOUT);
         // The app's own answers are left alone.
         let app = Response::new(full("hello"));
-        assert!(for_grpc_caller(app).headers().get("grpc-status").is_none());
+        assert!(for_caller(true, app).headers().get("grpc-status").is_none());
     }
 
     #[test]

@@ -162,11 +162,7 @@ impl Inbound {
                 let grpc = crate::error::is_grpc(req.headers());
                 let response = this.forward(req, &caller, app.as_deref()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
-                Ok::<_, Infallible>(if grpc {
-                    crate::error::for_grpc_caller(response)
-                } else {
-                    response
-                })
+                Ok::<_, Infallible>(crate::error::for_caller(grpc, response))
             }
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);

@@ -117,11 +117,7 @@ impl Outbound {
                 let grpc = crate::error::is_grpc(req.headers());
                 let response = this.proxy(req, routed.as_ref()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
-                Ok::<_, Infallible>(if grpc {
-                    crate::error::for_grpc_caller(response)
-                } else {
-                    response
-                })
+                Ok::<_, Infallible>(crate::error::for_caller(grpc, response))
             }
         });
         // With upgrades, so that an app's `Upgrade: websocket` can switch (`upgrade.rs`).
