@@ -217,6 +217,10 @@ pub struct Fallback {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteSpec {
+    /// A name for the route's metrics (`route` label) and access log; unnamed routes
+    /// are counted with the service's other requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(rename = "match")]
     pub matches: RequestMatch,
     #[serde(default, skip_serializing_if = "Option::is_none")]

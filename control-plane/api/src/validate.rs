@@ -170,8 +170,22 @@ impl TrafficPolicySpec {
         if let Some(fallback) = &self.fallback {
             check_fallback(&mut p, "spec.fallback", fallback);
         }
+        let mut names = std::collections::BTreeSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("spec.routes[{i}]");
+            if let Some(name) = &route.name {
+                if !is_route_name(name) {
+                    p.add(
+                        format!("{at}.name"),
+                        format!("{name:?} is not a route name: 1 to 63 characters of a-z, 0-9 and '-', starting with a letter"),
+                    );
+                } else if !names.insert(name.as_str()) {
+                    p.add(
+                        format!("{at}.name"),
+                        format!("{name:?} names an earlier route too"),
+                    );
+                }
+            }
             check_match(&mut p, &format!("{at}.match"), &route.matches);
             if let Some(timeouts) = &route.timeouts {
                 check_timeouts(&mut p, &format!("{at}.timeouts"), timeouts);
@@ -191,6 +205,15 @@ impl TrafficPolicySpec {
         }
         p.0
     }
+}
+
+/// A route name is a metric label value and a log field: short, lower case, no spaces.
+fn is_route_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// A backend list sends traffic somewhere: at least one weight above 0, each service

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use outrigger_api::exposition;
 
 use super::Shared;
 use super::body::{RespBody, json, whole};
 use crate::metrics::Gauges;
 
 const TEXT: &str = "text/plain; charset=utf-8";
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBody> {
     if !matches!(req.method(), &Method::GET | &Method::HEAD) {
@@ -34,13 +34,18 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
             json(StatusCode::OK, &status)
         }
         "/metrics" => {
-            let text = shared.metrics.render(Gauges {
+            let openmetrics = shared.metrics.render(Gauges {
                 watchers: shared.watchers.count(),
                 config_version: shared.snapshots.current().version,
                 config_valid: shared.health.is_valid(),
                 registered_instances: shared.registry.healthy_count(),
             });
-            whole(StatusCode::OK, PROMETHEUS_TEXT, text)
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (text, content_type) = exposition::negotiate(openmetrics, accept);
+            whole(StatusCode::OK, content_type, text)
         }
         _ => whole(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }

@@ -26,16 +26,18 @@ use crate::balance::InFlight;
 use crate::error::ProxyError;
 use crate::outbound::Target;
 use crate::outbound::endpoint::Endpoint;
-use crate::resilience::policy::RoutePolicy;
+use crate::resilience::policy::{RouteIndex, RoutePolicy};
 use crate::resilience::replay::OutboundBody;
 use crate::resilience::retry_on::TryOutcome;
 
 pub(crate) use route::RouteError;
 
-/// The app's request and the authority it is for: what enters the stack.
+/// The app's request, the authority it is for, and the route of the called service's
+/// policy it matched (looked up once, by the caller of the stack): what enters the stack.
 pub(crate) struct AppRequest {
     pub request: Request<Incoming>,
     pub authority: Authority,
+    pub route: RouteIndex,
 }
 
 /// A routed request: its head prepared for the mesh hop, its body (buffered when it may
