@@ -7,6 +7,7 @@
 pub mod ca_init;
 pub mod crds;
 pub mod inject;
+pub mod kubernetes;
 pub mod metrics;
 pub mod policy;
 pub mod proxies;
