@@ -6,6 +6,7 @@
 //! identity ([`token_review`]).
 
 mod admit;
+pub mod ca_secret;
 mod cluster_state;
 mod documents;
 pub mod feed;
