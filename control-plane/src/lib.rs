@@ -19,6 +19,6 @@ pub mod status_report;
 pub mod token;
 pub mod watchers;
 
-pub use server::{ServeConfig, ServeError, Server, control_plane_identity};
+pub use server::{ClusterMode, ServeConfig, ServeError, Server, control_plane_identity};
 pub use snapshot::SnapshotPublisher;
 pub use token::{TokenError, TokenKey};

@@ -3,3 +3,4 @@
 
 mod feed_tests;
 pub(crate) mod mock_api;
+mod server_tests;
