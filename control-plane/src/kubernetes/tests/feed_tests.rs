@@ -15,6 +15,7 @@ use crate::snapshot::{MeshConfig, SnapshotPublisher};
 
 /// A feed running against `mock`, publishing into its own publisher.
 struct Running {
+    feed: Arc<ClusterFeed>,
     publisher: SnapshotPublisher,
     health: Arc<ClusterHealth>,
     config_health: Arc<ConfigHealth>,
@@ -32,8 +33,9 @@ fn start(mock: &MockApi) -> Running {
         health.clone(),
     );
     let (stop, stopping) = watch::channel(false);
-    tokio::spawn(feed.run(mock.client(), changes, stopping));
+    tokio::spawn(feed.clone().run(mock.client(), changes, stopping));
     Running {
+        feed,
         publisher,
         health,
         config_health,
@@ -137,7 +139,14 @@ spec:
     // MODIFIED (b ready) and ADDED (a second slice, with c).
     mock.release("endpointslices");
     let all = ["10.244.1.5:8080", "10.244.2.7:8080", "10.244.3.9:8080"];
-    published(&running, |c| endpoints(c, "payments") == all).await;
+    let changed = published(&running, |c| endpoints(c, "payments") == all).await;
+    // What status convergence will be measured against: the version that carries it.
+    let carried = running
+        .feed
+        .published()
+        .version_of(Path::new("Service shop/payments"));
+    assert_eq!(carried, Some(changed.version));
+    assert!(changed.version > first.version);
 
     // 410 Gone, then a re-list: a left and the second slice went while unwatched.
     mock.release("endpointslices");
