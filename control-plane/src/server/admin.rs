@@ -26,8 +26,7 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
         "/live" => whole(StatusCode::OK, TEXT, "live\n"),
         // Ready once the CA and the policy are loaded and both listeners are serving;
         // not ready again while shutting down, so that traffic moves elsewhere.
-        "/ready" if shared.ready.load(Ordering::Acquire) => whole(StatusCode::OK, TEXT, "ready\n"),
-        "/ready" => whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n"),
+        "/ready" => ready(shared),
         "/api/status" => {
             let version = shared.snapshots.current().version;
             let status = shared.proxies.status(version, shared.health.errors());
@@ -49,4 +48,26 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
         }
         _ => whole(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
+}
+
+/// Ready once serving; in cluster mode, also once every watch has listed and while
+/// none fails (a refused or missing one is named, so `kubectl describe` shows why).
+fn ready(shared: &Shared) -> Response<RespBody> {
+    if !shared.ready.load(Ordering::Acquire) {
+        return whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n");
+    }
+    let problems = shared
+        .cluster_health
+        .as_ref()
+        .map(|h| h.problems())
+        .unwrap_or_default();
+    if problems.is_empty() {
+        return whole(StatusCode::OK, TEXT, "ready\n");
+    }
+    let mut text = String::from("not ready:\n");
+    for problem in problems {
+        text.push_str(&problem);
+        text.push('\n');
+    }
+    whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, text)
 }
