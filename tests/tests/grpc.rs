@@ -24,6 +24,9 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 struct Scripted {
     fail_first: usize,
     checks: AtomicUsize,
+    /// Watches whose stream sends one update, then ends UNAVAILABLE (in its trailers).
+    break_first_watches: usize,
+    watches: AtomicUsize,
     timeouts: Mutex<Vec<Option<String>>>,
 }
 
@@ -58,6 +61,15 @@ impl Health for App {
         &self,
         _request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        if self.0.watches.fetch_add(1, Ordering::SeqCst) < self.0.break_first_watches {
+            let broken = [
+                Ok(HealthCheckResponse {
+                    status: ServingStatus::NotServing as i32,
+                }),
+                Err(Status::unavailable("restarting")),
+            ];
+            return Ok(Response::new(Box::pin(tokio_stream::iter(broken))));
+        }
         let updates = [ServingStatus::NotServing, ServingStatus::Serving].map(|status| {
             Ok(HealthCheckResponse {
                 status: status as i32,
@@ -216,6 +228,36 @@ async fn unavailable_is_retried_and_the_deadline_travels() {
             "what is left of the caller's 5 s, never more: {timeout}"
         );
     }
+}
+
+/// UNAVAILABLE after a message, in the trailers: the caller's sidecar holds a small answer
+/// until its trailers (docs/grpc.md), so it can still retry, and the app's client sees
+/// only the good stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_in_the_trailers_of_a_small_answer_is_retried() {
+    let service = Arc::new(Scripted {
+        break_first_watches: 1,
+        ..Scripted::default()
+    });
+    let (_mesh, orders, payments) = mesh(service.clone(), None).await;
+    let mut health = client(&orders, "payments.shop").await;
+    let mut stream = health.watch(check()).await.expect("a stream").into_inner();
+    let mut updates = Vec::new();
+    while let Some(update) = stream.message().await.expect("no error reaches the client") {
+        updates.push(update.status);
+    }
+    assert_eq!(
+        updates,
+        [
+            ServingStatus::NotServing as i32,
+            ServingStatus::Serving as i32
+        ],
+        "the second try's stream, and nothing of the first"
+    );
+    assert_eq!(service.watches.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(grpc_answers(&payments, "inbound", "UNAVAILABLE").await, 1.0);
+    assert_eq!(grpc_answers(&orders, "outbound", "UNAVAILABLE").await, 0.0);
+    assert_eq!(grpc_answers(&orders, "outbound", "OK").await, 1.0);
 }
 
 /// A `grpc-timeout` value (`<digits><unit>`) in milliseconds.

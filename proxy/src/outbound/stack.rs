@@ -15,14 +15,17 @@ mod route;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Response};
+use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder};
 
 use crate::balance::InFlight;
+use crate::body::held::Held;
 use crate::error::ProxyError;
 use crate::outbound::Target;
 use crate::outbound::endpoint::Endpoint;
@@ -96,7 +99,7 @@ impl TryError {
 pub(crate) fn stack<'a>(
     target: &'a Target,
     backend: &'a Target,
-) -> impl Service<AppRequest, Response = Response<Incoming>, Error = RouteError<'a>, Future: Send>
+) -> impl Service<AppRequest, Response = Response<Held<Incoming>>, Error = RouteError<'a>, Future: Send>
 + Send
 + 'a {
     ServiceBuilder::new()
@@ -111,13 +114,17 @@ fn resilient<'a, C, B>(
     target: &'a Target,
     backend: &'a Target,
     connection: C,
-) -> impl Service<Routed<'a>, Response = Response<B>, Error = ProxyError, Future: Send> + Clone + Send + 'a
+) -> impl Service<Routed<'a>, Response = Response<Held<B>>, Error = ProxyError, Future: Send>
++ Clone
++ Send
++ 'a
 where
     C: Service<Picked<'a>, Response = Response<B>, Error = TryError, Future: Send>
         + Clone
         + Send
         + 'a,
-    B: Send + 'a,
+    B: Body<Data = Bytes> + Unpin + Send + 'a,
+    B::Error: Send,
 {
     ServiceBuilder::new()
         .layer(deadline::Deadline::layer())
