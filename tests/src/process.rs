@@ -85,7 +85,8 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone log handle"))
             .stderr(file);
-        if std::env::var_os("RUST_LOG").is_none() {
+        let chosen = command.get_envs().any(|(key, _)| key == "RUST_LOG");
+        if !chosen && std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info,outrigger_proxy=debug");
         }
         let child = command

@@ -1,0 +1,153 @@
+//! The topologies a run measures, each an entry point for the load and the processes
+//! whose cost is read: the upstream alone (the baseline), and the same two hops through
+//! Outrigger, HAProxy and nginx.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outrigger_tests::{Mesh, Sidecar, free_port, loopback};
+
+use crate::load::Target;
+use crate::peers::{self, HopCerts, Peer};
+
+/// One way from the load generator to the upstream.
+pub(crate) struct Topology {
+    pub(crate) name: &'static str,
+    pub(crate) target: Target,
+    /// The proxies on the way, by role: (role, pid).
+    pub(crate) proxies: Vec<(&'static str, u32)>,
+    /// What keeps them running (each stops when dropped).
+    _running: Running,
+}
+
+enum Running {
+    Nothing,
+    Outrigger(Box<(Mesh, Sidecar, Sidecar)>),
+    Peers(Box<(Peer, Peer)>),
+}
+
+pub(crate) fn baseline(upstream: SocketAddr) -> Topology {
+    Topology {
+        name: "baseline",
+        target: Target {
+            addr: upstream,
+            host: "upstream".into(),
+        },
+        proxies: Vec::new(),
+        _running: Running::Nothing,
+    }
+}
+
+/// Outrigger with the control plane running and the default policy: client sidecar
+/// (outbound) → mTLS, HTTP/2 → server sidecar (inbound) → upstream.
+pub(crate) async fn outrigger(upstream: SocketAddr) -> Topology {
+    let inbound_port = free_port();
+    let mut mesh = Mesh::new();
+    mesh.add_service("bench", "server", "bench/server", &[loopback(inbound_port)]);
+    mesh.start_control_plane().await;
+    // Logging as in production: the harness's debug level would be measured too.
+    let quiet = [("RUST_LOG", "warn")];
+    let client = mesh.spawn_sidecar("client", "bench/client", None, free_port(), &quiet);
+    let server = mesh.spawn_sidecar(
+        "server",
+        "bench/server",
+        Some(upstream),
+        inbound_port,
+        &quiet,
+    );
+    client.wait_ready().await;
+    server.wait_ready().await;
+    Topology {
+        name: "outrigger",
+        target: Target {
+            addr: client.outbound,
+            host: "server.bench".into(),
+        },
+        proxies: vec![
+            ("outbound", client.process.pid()),
+            ("inbound", server.process.pid()),
+        ],
+        _running: Running::Outrigger(Box::new((mesh, client, server))),
+    }
+}
+
+pub(crate) fn haproxy(
+    haproxy: &Path,
+    dir: &Path,
+    certs: &HopCerts,
+    upstream: SocketAddr,
+) -> Topology {
+    let (outbound, inbound) = peers::haproxy_pair(haproxy, dir, certs, upstream);
+    peer_topology("haproxy", outbound, inbound)
+}
+
+pub(crate) fn nginx(nginx: &Path, dir: &Path, certs: &HopCerts, upstream: SocketAddr) -> Topology {
+    let (outbound, inbound) = peers::nginx_pair(nginx, dir, certs, upstream);
+    peer_topology("nginx", outbound, inbound)
+}
+
+fn peer_topology(name: &'static str, outbound: Peer, inbound: Peer) -> Topology {
+    Topology {
+        name,
+        target: Target {
+            addr: outbound.addr,
+            host: "upstream".into(),
+        },
+        proxies: vec![
+            ("outbound", outbound.process.pid()),
+            ("inbound", inbound.process.pid()),
+        ],
+        _running: Running::Peers(Box::new((outbound, inbound))),
+    }
+}
+
+impl Topology {
+    /// The last lines of each proxy's log: why requests failed.
+    pub(crate) fn logs(&self) -> String {
+        let processes: Vec<&outrigger_tests::Process> = match &self._running {
+            Running::Nothing => Vec::new(),
+            Running::Outrigger(running) => vec![&running.1.process, &running.2.process],
+            Running::Peers(running) => vec![&running.0.process, &running.1.process],
+        };
+        processes
+            .iter()
+            .map(|p| {
+                let log = p.log();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            })
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+}
+
+/// How long a sidecar takes from its start to `/ready` (certificate and config held),
+/// polled every millisecond, for a sidecar of `mesh`.
+pub(crate) async fn start_to_ready(mesh: &Mesh) -> Duration {
+    let started = Instant::now();
+    let sidecar = mesh.spawn_sidecar(
+        "probe",
+        "bench/probe",
+        None,
+        free_port(),
+        &[("RUST_LOG", "warn")],
+    );
+    loop {
+        if ready(sidecar.admin).await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the probe sidecar never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn ready(admin: SocketAddr) -> bool {
+    matches!(
+        outrigger_tests::get_h1(admin, "localhost", "/ready").await,
+        Ok(reply) if reply.status == 200
+    )
+}
