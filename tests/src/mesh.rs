@@ -218,9 +218,31 @@ impl Mesh {
         inbound_port: u16,
         env: &[(&str, &str)],
     ) -> Sidecar {
+        self.spawn_sidecar_under(&[], name, identity, app, inbound_port, env)
+    }
+
+    /// [`Mesh::spawn_sidecar`], run by `wrapper` (a program and its arguments, the
+    /// proxy's path appended: `["valgrind", "--tool=callgrind"]`); empty for none.
+    pub fn spawn_sidecar_under(
+        &self,
+        wrapper: &[&str],
+        name: &str,
+        identity: &str,
+        app: Option<SocketAddr>,
+        inbound_port: u16,
+        env: &[(&str, &str)],
+    ) -> Sidecar {
         let (outbound, admin) = (loopback(free_port()), loopback(free_port()));
         let inbound = loopback(inbound_port);
-        let mut command = Command::new(bin("outrigger-proxy"));
+        let proxy = bin("outrigger-proxy");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&proxy);
+                command
+            }
+            None => Command::new(&proxy),
+        };
         command
             .env("OUTRIGGER_CONTROL_PLANE", self.cp_api.to_string())
             .env("OUTRIGGER_TRUST_ANCHORS", self.trust_anchor())

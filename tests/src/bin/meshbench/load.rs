@@ -99,6 +99,24 @@ pub(crate) async fn closed_loop(
     gather(tasks, start).await
 }
 
+/// `count` requests one after the other on one connection.
+pub(crate) async fn sequential(target: &Target, count: u64) -> Outcome {
+    let start = Instant::now();
+    let mut seen = Seen::new();
+    let mut sender = None;
+    for _ in 0..count {
+        let sent = Instant::now();
+        let ok = send(target, &mut sender).await;
+        seen.record(ok, sent.elapsed());
+    }
+    Outcome {
+        latency: seen.latency,
+        ok: seen.ok,
+        errors: seen.errors,
+        elapsed: start.elapsed(),
+    }
+}
+
 /// Sends one GET on the connection, opening it first if there is none (or it broke).
 async fn send(target: &Target, sender: &mut Option<http1::SendRequest<Empty<Bytes>>>) -> bool {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {

@@ -12,6 +12,7 @@
 //! Markdown for BENCHMARKS.md: medians over the runs, the latency each topology adds to
 //! the baseline's, and ratios to the peers measured in the same run.
 
+mod callgrind;
 mod load;
 mod peers;
 mod procstat;
@@ -20,6 +21,7 @@ mod topology;
 
 use std::time::Duration;
 
+use crate::peers::Wrappers;
 use crate::report::{Row, Sample};
 use crate::topology::Topology;
 
@@ -30,6 +32,8 @@ struct Args {
     runs: usize,
     max_connections: usize,
     peers: bool,
+    /// Instead of timing: instructions per request under callgrind.
+    callgrind: bool,
 }
 
 impl Args {
@@ -41,6 +45,7 @@ impl Args {
             runs: 3,
             max_connections: 32,
             peers: true,
+            callgrind: false,
         };
         let mut words = std::env::args().skip(1);
         while let Some(word) = words.next() {
@@ -57,6 +62,7 @@ impl Args {
                 "--runs" => args.runs = value("--runs") as usize,
                 "--max-connections" => args.max_connections = value("--max-connections") as usize,
                 "--no-peers" => args.peers = false,
+                "--callgrind" => args.callgrind = true,
                 other => usage(&format!("unknown argument {other:?}")),
             }
         }
@@ -68,7 +74,7 @@ fn usage(error: &str) -> ! {
     eprintln!("error: {error}");
     eprintln!(
         "usage: meshbench [--rate 1000] [--seconds 10] [--connections 8] [--runs 3] \
-         [--max-connections 32] [--no-peers]"
+         [--max-connections 32] [--no-peers] [--callgrind]"
     );
     std::process::exit(2);
 }
@@ -85,10 +91,38 @@ async fn main() {
     }
     let upstream = peers::nginx_upstream(&nginx, dir.path());
     let certs = peers::HopCerts::write(dir.path());
+    if args.callgrind {
+        let haproxy = peers::installed("haproxy");
+        let setup = callgrind::Setup {
+            dir: dir.path(),
+            certs: &certs,
+            upstream: upstream.addr,
+            nginx: &nginx,
+            haproxy: haproxy.as_deref().filter(|_| args.peers),
+        };
+        println!("| instructions per request (callgrind) | outbound | inbound |");
+        println!("|---|---|---|");
+        for pair in [
+            callgrind::Pair::Outrigger,
+            callgrind::Pair::Haproxy,
+            callgrind::Pair::Nginx,
+        ] {
+            if !args.peers && !matches!(pair, callgrind::Pair::Outrigger) {
+                continue;
+            }
+            match callgrind::per_request(pair, &setup).await {
+                Some((outbound, inbound)) => {
+                    println!("| {} | {outbound:.0} | {inbound:.0} |", pair.name())
+                }
+                None => eprintln!("{}: not measured (not installed, or no count)", pair.name()),
+            }
+        }
+        return;
+    }
 
     let mut topologies: Vec<Topology> = vec![
         topology::baseline(upstream.addr),
-        topology::outrigger(upstream.addr).await,
+        topology::outrigger(upstream.addr, Wrappers::default()).await,
     ];
     if args.peers {
         match peers::installed("haproxy") {
@@ -97,10 +131,17 @@ async fn main() {
                 dir.path(),
                 &certs,
                 upstream.addr,
+                Wrappers::default(),
             )),
             None => eprintln!("note: haproxy is not installed; its pair is left out"),
         }
-        topologies.push(topology::nginx(&nginx, dir.path(), &certs, upstream.addr));
+        topologies.push(topology::nginx(
+            &nginx,
+            dir.path(),
+            &certs,
+            upstream.addr,
+            Wrappers::default(),
+        ));
     }
     // Give every process time to listen.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -81,13 +81,22 @@ impl HopCerts {
 
 /// nginx answering every request with 1 KiB: the upstream of every topology.
 pub(crate) fn nginx_upstream(nginx: &Path, dir: &Path) -> Peer {
+    let no_wrapper: &[String] = &[];
     let addr = loopback(free_port());
     let body = "x".repeat(1024);
     let server = format!(
         "server {{ listen {addr}; keepalive_requests 1000000; access_log off;\n\
          location / {{ default_type text/plain; return 200 '{body}'; }} }}"
     );
-    start_nginx(nginx, dir, "upstream", &server, addr)
+    start_nginx(no_wrapper, nginx, dir, "upstream", &server, addr)
+}
+
+/// A program to run a side under (`valgrind --tool=callgrind ...`), per side; empty for
+/// none.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Wrappers<'a> {
+    pub(crate) outbound: &'a [String],
+    pub(crate) inbound: &'a [String],
 }
 
 /// The nginx pair: outbound (plain HTTP in, HTTPS with a client certificate out, kept
@@ -98,6 +107,7 @@ pub(crate) fn nginx_pair(
     dir: &Path,
     certs: &HopCerts,
     upstream: SocketAddr,
+    wrappers: Wrappers<'_>,
 ) -> (Peer, Peer) {
     let inbound_addr = loopback(free_port());
     let inbound = format!(
@@ -110,7 +120,14 @@ pub(crate) fn nginx_pair(
         certs.server_key.display(),
         certs.ca.display()
     );
-    let inbound = start_nginx(nginx, dir, "nginx-inbound", &inbound, inbound_addr);
+    let inbound = start_nginx(
+        wrappers.inbound,
+        nginx,
+        dir,
+        "nginx-inbound",
+        &inbound,
+        inbound_addr,
+    );
     let outbound_addr = loopback(free_port());
     let outbound = format!(
         "upstream peer {{ server {inbound_addr}; keepalive 32; }}\n\
@@ -123,13 +140,27 @@ pub(crate) fn nginx_pair(
         certs.client_key.display(),
         certs.ca.display()
     );
-    let outbound = start_nginx(nginx, dir, "nginx-outbound", &outbound, outbound_addr);
+    let outbound = start_nginx(
+        wrappers.outbound,
+        nginx,
+        dir,
+        "nginx-outbound",
+        &outbound,
+        outbound_addr,
+    );
     (outbound, inbound)
 }
 
 /// One nginx master process (no workers: one process, like a sidecar's one thread),
 /// in the foreground, with `server` as its only http server.
-fn start_nginx(nginx: &Path, dir: &Path, name: &str, server: &str, addr: SocketAddr) -> Peer {
+fn start_nginx(
+    wrapper: &[String],
+    nginx: &Path,
+    dir: &Path,
+    name: &str,
+    server: &str,
+    addr: SocketAddr,
+) -> Peer {
     let prefix = dir.join(name);
     std::fs::create_dir_all(prefix.join("logs")).expect("nginx dir");
     let config = format!(
@@ -145,7 +176,7 @@ fn start_nginx(nginx: &Path, dir: &Path, name: &str, server: &str, addr: SocketA
     );
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, config).expect("nginx.conf");
-    let mut command = Command::new(nginx);
+    let mut command = wrapped(wrapper, nginx);
     command.arg("-p").arg(&prefix).arg("-c").arg(&path);
     let process = Process::spawn(name, command, dir);
     Peer { process, addr }
@@ -159,6 +190,7 @@ pub(crate) fn haproxy_pair(
     dir: &Path,
     certs: &HopCerts,
     upstream: SocketAddr,
+    wrappers: Wrappers<'_>,
 ) -> (Peer, Peer) {
     let inbound_addr = loopback(free_port());
     let inbound = format!(
@@ -167,7 +199,14 @@ pub(crate) fn haproxy_pair(
         certs.server_bundle.display(),
         certs.ca.display()
     );
-    let inbound = start_haproxy(haproxy, dir, "haproxy-inbound", &inbound, inbound_addr);
+    let inbound = start_haproxy(
+        wrappers.inbound,
+        haproxy,
+        dir,
+        "haproxy-inbound",
+        &inbound,
+        inbound_addr,
+    );
     let outbound_addr = loopback(free_port());
     let outbound = format!(
         "frontend outbound\n  bind {outbound_addr}\n  default_backend peer\n\
@@ -175,11 +214,25 @@ pub(crate) fn haproxy_pair(
         certs.client_bundle.display(),
         certs.ca.display()
     );
-    let outbound = start_haproxy(haproxy, dir, "haproxy-outbound", &outbound, outbound_addr);
+    let outbound = start_haproxy(
+        wrappers.outbound,
+        haproxy,
+        dir,
+        "haproxy-outbound",
+        &outbound,
+        outbound_addr,
+    );
     (outbound, inbound)
 }
 
-fn start_haproxy(haproxy: &Path, dir: &Path, name: &str, proxies: &str, addr: SocketAddr) -> Peer {
+fn start_haproxy(
+    wrapper: &[String],
+    haproxy: &Path,
+    dir: &Path,
+    name: &str,
+    proxies: &str,
+    addr: SocketAddr,
+) -> Peer {
     let config = format!(
         "global\n  nbthread 1\n  maxconn 4096\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
@@ -187,8 +240,20 @@ fn start_haproxy(haproxy: &Path, dir: &Path, name: &str, proxies: &str, addr: So
     );
     let path = dir.join(format!("{name}.cfg"));
     std::fs::write(&path, config).expect("haproxy config");
-    let mut command = Command::new(haproxy);
+    let mut command = wrapped(wrapper, haproxy);
     command.arg("-db").arg("-f").arg(&path);
     let process = Process::spawn(name, command, dir);
     Peer { process, addr }
+}
+
+/// `program` run by `wrapper` (its path appended to the wrapper's arguments), or alone.
+fn wrapped(wrapper: &[String], program: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, args)) => {
+            let mut command = Command::new(first);
+            command.args(args).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }

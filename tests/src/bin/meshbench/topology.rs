@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use outrigger_tests::{Mesh, Sidecar, free_port, loopback};
 
 use crate::load::Target;
-use crate::peers::{self, HopCerts, Peer};
+use crate::peers::{self, HopCerts, Peer, Wrappers};
 
 /// One way from the load generator to the upstream.
 pub(crate) struct Topology {
@@ -41,15 +41,24 @@ pub(crate) fn baseline(upstream: SocketAddr) -> Topology {
 
 /// Outrigger with the control plane running and the default policy: client sidecar
 /// (outbound) → mTLS, HTTP/2 → server sidecar (inbound) → upstream.
-pub(crate) async fn outrigger(upstream: SocketAddr) -> Topology {
+pub(crate) async fn outrigger(upstream: SocketAddr, wrappers: Wrappers<'_>) -> Topology {
     let inbound_port = free_port();
     let mut mesh = Mesh::new();
     mesh.add_service("bench", "server", "bench/server", &[loopback(inbound_port)]);
     mesh.start_control_plane().await;
     // Logging as in production: the harness's debug level would be measured too.
     let quiet = [("RUST_LOG", "warn")];
-    let client = mesh.spawn_sidecar("client", "bench/client", None, free_port(), &quiet);
-    let server = mesh.spawn_sidecar(
+    let words = |w: &'_ [String]| -> Vec<&str> { w.iter().map(String::as_str).collect() };
+    let client = mesh.spawn_sidecar_under(
+        &words(wrappers.outbound),
+        "client",
+        "bench/client",
+        None,
+        free_port(),
+        &quiet,
+    );
+    let server = mesh.spawn_sidecar_under(
+        &words(wrappers.inbound),
         "server",
         "bench/server",
         Some(upstream),
@@ -77,13 +86,20 @@ pub(crate) fn haproxy(
     dir: &Path,
     certs: &HopCerts,
     upstream: SocketAddr,
+    wrappers: Wrappers<'_>,
 ) -> Topology {
-    let (outbound, inbound) = peers::haproxy_pair(haproxy, dir, certs, upstream);
+    let (outbound, inbound) = peers::haproxy_pair(haproxy, dir, certs, upstream, wrappers);
     peer_topology("haproxy", outbound, inbound)
 }
 
-pub(crate) fn nginx(nginx: &Path, dir: &Path, certs: &HopCerts, upstream: SocketAddr) -> Topology {
-    let (outbound, inbound) = peers::nginx_pair(nginx, dir, certs, upstream);
+pub(crate) fn nginx(
+    nginx: &Path,
+    dir: &Path,
+    certs: &HopCerts,
+    upstream: SocketAddr,
+    wrappers: Wrappers<'_>,
+) -> Topology {
+    let (outbound, inbound) = peers::nginx_pair(nginx, dir, certs, upstream, wrappers);
     peer_topology("nginx", outbound, inbound)
 }
 
@@ -103,6 +119,32 @@ fn peer_topology(name: &'static str, outbound: Peer, inbound: Peer) -> Topology 
 }
 
 impl Topology {
+    /// The proxy processes, outbound first.
+    fn processes(&mut self) -> Vec<&mut outrigger_tests::Process> {
+        match &mut self._running {
+            Running::Nothing => Vec::new(),
+            Running::Outrigger(running) => {
+                let (_, client, server) = &mut **running;
+                vec![&mut client.process, &mut server.process]
+            }
+            Running::Peers(running) => {
+                let (outbound, inbound) = &mut **running;
+                vec![&mut outbound.process, &mut inbound.process]
+            }
+        }
+    }
+
+    /// Stops the proxies with SIGTERM and waits for them to exit (a program under
+    /// callgrind writes its counts as it exits).
+    pub(crate) fn stop(&mut self) {
+        for process in self.processes() {
+            process.terminate();
+            if process.wait_exit(Duration::from_secs(60)).is_none() {
+                eprintln!("a proxy did not exit within 60 s of SIGTERM");
+            }
+        }
+    }
+
     /// The last lines of each proxy's log: why requests failed.
     pub(crate) fn logs(&self) -> String {
         let processes: Vec<&outrigger_tests::Process> = match &self._running {
