@@ -217,6 +217,10 @@ pub struct Fallback {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteSpec {
+    /// What access logs, spans and metrics call the route (a DNS label, unique in the
+    /// policy); an unnamed route shows as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(rename = "match")]
     pub matches: RequestMatch,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -172,6 +172,18 @@ impl TrafficPolicySpec {
         }
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("spec.routes[{i}]");
+            if let Some(name) = &route.name {
+                check_route_name(&mut p, &format!("{at}.name"), name);
+                if self.routes[..i]
+                    .iter()
+                    .any(|r| r.name.as_ref() == Some(name))
+                {
+                    p.add(
+                        format!("{at}.name"),
+                        "names another route already: names are unique in a policy",
+                    );
+                }
+            }
             check_match(&mut p, &format!("{at}.match"), &route.matches);
             if let Some(timeouts) = &route.timeouts {
                 check_timeouts(&mut p, &format!("{at}.timeouts"), timeouts);
@@ -190,6 +202,24 @@ impl TrafficPolicySpec {
             check_backends(&mut p, "spec.backends", &self.backends);
         }
         p.0
+    }
+}
+
+/// A route name goes into log lines and metric labels as is: a DNS label keeps it safe
+/// there (lower-case letters, digits and `-`, 1 to 63 characters).
+fn check_route_name(p: &mut Problems, at: &str, name: &str) {
+    let label = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !label {
+        p.add(
+            at.to_string(),
+            "must be a DNS label: 1 to 63 lower-case letters, digits or '-', not starting or ending with '-'",
+        );
     }
 }
 

@@ -48,6 +48,8 @@ pub(crate) struct BulkheadPolicy {
 /// What applies to one request.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RoutePolicy {
+    /// The route's name, when the TrafficPolicy gives one (`None` for the service's own).
+    pub name: Option<Arc<str>>,
     pub request_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub fallback: Option<Fallback>,
@@ -101,6 +103,7 @@ impl ServicePolicy {
         let timeouts = spec.timeouts.clone().unwrap_or_default();
         let retries = spec.retries.clone().unwrap_or_default();
         let default_route = RoutePolicy {
+            name: None,
             request_timeout: timeouts.request.map(|d| d.get()),
             retry: retry_policy(&retries, &Retries::default(), grpc),
             fallback: spec.fallback.clone(),
@@ -112,6 +115,7 @@ impl ServicePolicy {
             .map(|route| {
                 let timeouts = merge_timeouts(&timeouts, route.timeouts.as_ref());
                 let policy = RoutePolicy {
+                    name: route.name.as_deref().map(Arc::from),
                     request_timeout: timeouts.request.map(|d| d.get()),
                     retry: retry_policy(route.retries.as_ref().unwrap_or(&retries), &retries, grpc),
                     fallback: route.fallback.clone().or_else(|| spec.fallback.clone()),
@@ -294,6 +298,7 @@ mod tests {
             }),
             routes: vec![
                 RouteSpec {
+                    name: Some("charge".into()),
                     matches: RequestMatch {
                         path_prefix: Some("/charge".into()),
                         methods: vec!["POST".into()],
@@ -311,6 +316,7 @@ mod tests {
                     backends: None,
                 },
                 RouteSpec {
+                    name: None,
                     matches: RequestMatch {
                         path_prefix: Some("/charge".into()),
                         methods: vec![],
@@ -338,6 +344,7 @@ mod tests {
             "inherited"
         );
         assert_eq!(post.request_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(post.name.as_deref(), Some("charge"));
         let get = policy.route(&Method::GET, "/charge", &HeaderMap::new());
         assert_eq!(
             get.request_timeout,

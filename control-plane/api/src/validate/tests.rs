@@ -279,3 +279,32 @@ fn server_policy_problems_have_paths() {
         assert_eq!(spec.validate(TD), vec![]);
     }
 }
+
+#[test]
+fn route_names_are_dns_labels_and_unique() {
+    let route = |name: &str| RouteSpec {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let spec = TrafficPolicySpec {
+        target_ref: target(),
+        routes: vec![
+            route("charge"),
+            route("Charge"),
+            route("charge"),
+            route("-refund"),
+            route(""),
+            route("refund-v2"),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(
+        paths(&spec.validate()),
+        [
+            "spec.routes[1].name",
+            "spec.routes[2].name",
+            "spec.routes[3].name",
+            "spec.routes[4].name",
+        ]
+    );
+}
