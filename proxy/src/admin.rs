@@ -19,12 +19,14 @@ use crate::mesh::MeshState;
 use crate::metrics::ProxyMetrics;
 use crate::outbound::Targets;
 use crate::serve::{Drain, accept_loop, http_builder};
+use crate::trace::TraceCounters;
 
 pub(crate) struct Admin {
     pub identity: Arc<Identity>,
     pub mesh: Arc<MeshState>,
     pub targets: Arc<Targets>,
     pub metrics: Arc<ProxyMetrics>,
+    pub trace_counters: Arc<TraceCounters>,
 }
 
 impl Admin {
@@ -62,6 +64,7 @@ impl Admin {
             "/metrics" => {
                 let mut body = self.metrics.render();
                 crate::circuits_view::render_state(&mut body, &self.targets.built());
+                self.trace_counters.render(&mut body);
                 let mut response = text(StatusCode::OK, body);
                 response.headers_mut().insert(
                     CONTENT_TYPE,
