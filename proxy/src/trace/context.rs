@@ -102,7 +102,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     String::from_utf8(text).expect("hex digits are UTF-8")
 }
 
-fn write_hex(bytes: &[u8], out: &mut [u8]) {
+/// Writes the lower-case hex of `bytes` into `out` (twice as long).
+pub(super) fn write_hex(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
         pair[0] = DIGITS[usize::from(byte >> 4)];

@@ -21,16 +21,14 @@ fn new_id() -> HeaderValue {
     let bits = fastrand::u128(..);
     // Version 4 and the RFC 4122 variant, as a UUID parser checks.
     let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-    let hex = super::context::hex(&bits.to_be_bytes());
-    let text = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    HeaderValue::try_from(text).expect("hex digits and dashes are a valid header value")
+    let mut hex = [0u8; 32];
+    super::context::write_hex(&bits.to_be_bytes(), &mut hex);
+    // 8-4-4-4-12, written in place: this runs for every request that comes without one.
+    let mut text = [b'-'; 36];
+    for (from, to, len) in [(0, 0, 8), (8, 9, 4), (12, 14, 4), (16, 19, 4), (20, 24, 12)] {
+        text[to..to + len].copy_from_slice(&hex[from..from + len]);
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value")
 }
 
 #[cfg(test)]
