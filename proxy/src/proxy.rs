@@ -214,6 +214,8 @@ impl Proxy {
             let _ = server.await;
         }
         let _ = heartbeats.await;
+        // Every request has ended: what they left in the log and span queues goes out.
+        traces.finish().await;
         for task in background {
             task.abort();
         }

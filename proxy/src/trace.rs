@@ -14,7 +14,7 @@ mod request_id;
 mod wall_clock;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Request, Response};
 use tokio::time::Instant;
@@ -22,9 +22,9 @@ use tokio::time::Instant;
 pub(crate) use counters::TraceCounters;
 pub(crate) use record::{Exchange, RetryCount};
 
-use self::access_log::AccessLog;
+use self::access_log::{AccessLog, AccessLogFlush};
 use self::context::TraceContext;
-use self::export::{ExportSettings, SpanQueue};
+use self::export::{ExportSettings, ExportTask, SpanQueue};
 use self::otlp::Source;
 use self::record::{Record, Side};
 use crate::config::{AccessLogFormat, TraceSettings};
@@ -33,10 +33,17 @@ use crate::identity::Identity;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// How long a shutdown waits for queued lines and spans to go out: a collector that is
+/// down must not hold the exit for long.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// Where finished requests go; built once, shared by both sides.
 pub(crate) struct Tracing {
     pub counters: Arc<TraceCounters>,
     sinks: Option<Arc<Sinks>>,
+    /// To write and send what is queued at shutdown.
+    access_log_flush: Option<AccessLogFlush>,
+    export_task: Option<ExportTask>,
 }
 
 struct Sinks {
@@ -53,9 +60,14 @@ impl Tracing {
         service: &str,
     ) -> Tracing {
         let counters = Arc::new(TraceCounters::default());
-        let access_log = (settings.access_log == AccessLogFormat::Json)
-            .then(|| AccessLog::start(identity.clone(), counters.clone()));
-        let spans = settings.otlp_endpoint.as_ref().map(|uri| {
+        let (access_log, access_log_flush) = match settings.access_log {
+            AccessLogFormat::Json => {
+                let (log, flush) = AccessLog::start(identity.clone(), counters.clone());
+                (Some(log), Some(flush))
+            }
+            AccessLogFormat::Off => (None, None),
+        };
+        let exporter = settings.otlp_endpoint.as_ref().map(|uri| {
             SpanQueue::start(
                 ExportSettings {
                     traces_uri: uri.clone(),
@@ -69,9 +81,35 @@ impl Tracing {
                 counters.clone(),
             )
         });
+        let (spans, export_task) = match exporter {
+            Some((spans, task)) => (Some(spans), Some(task)),
+            None => (None, None),
+        };
         let sinks = (access_log.is_some() || spans.is_some())
             .then(|| Arc::new(Sinks { access_log, spans }));
-        Tracing { counters, sinks }
+        Tracing {
+            counters,
+            sinks,
+            access_log_flush,
+            export_task,
+        }
+    }
+
+    /// At shutdown, once no request is left: writes the queued access log lines and
+    /// sends the queued spans, waiting [`FLUSH_LIMIT`] at most.
+    pub(crate) async fn finish(self) {
+        let deadline = Instant::now() + FLUSH_LIMIT;
+        let lines = async {
+            if let Some(flush) = self.access_log_flush {
+                flush.flush(deadline).await;
+            }
+        };
+        let spans = async {
+            if let Some(task) = self.export_task {
+                task.flush(deadline).await;
+            }
+        };
+        tokio::join!(lines, spans);
     }
 
     /// The tracer of the outbound side.
@@ -208,7 +246,7 @@ mod tests {
         spans: bool,
     ) -> (
         Tracer,
-        std::sync::mpsc::Receiver<Arc<Record>>,
+        std::sync::mpsc::Receiver<access_log::Entry>,
         tokio::sync::mpsc::Receiver<Arc<Record>>,
     ) {
         let counters = Arc::new(TraceCounters::default());
@@ -287,7 +325,9 @@ mod tests {
             .insert(ERROR_HEADER, HeaderValue::from_static("rate-limited"));
         tracer.end(Some(exchange), &response);
 
-        let record = log.try_recv().expect("one record");
+        let Ok(access_log::Entry::Record(record)) = log.try_recv() else {
+            panic!("one record");
+        };
         assert_eq!(record.side, Side::Inbound);
         assert_eq!(record.context, traceparent(&request), "the span sent on");
         assert_eq!(
@@ -315,7 +355,10 @@ mod tests {
             .headers_mut()
             .insert(ERROR_HEADER, HeaderValue::from_static("made-up"));
         tracer.end(exchange, &response);
-        assert_eq!(log.try_recv().unwrap().error, None);
+        let Ok(access_log::Entry::Record(record)) = log.try_recv() else {
+            panic!("one record");
+        };
+        assert_eq!(record.error, None);
     }
 
     #[test]

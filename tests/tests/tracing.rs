@@ -377,3 +377,41 @@ async fn a_stalled_collector_costs_dropped_spans_not_requests() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_sidecar_sends_its_queued_spans_and_lines_before_it_exits() {
+    let collector = OtlpReceiver::start().await;
+    // Batches would wait an hour: only the shutdown's flush can send this span.
+    let mut mesh = traced_mesh(&collector, &[("OUTRIGGER_OTLP_BATCH_INTERVAL", "1h")]).await;
+    let mut client = Http1::connect(mesh.orders.outbound).await.unwrap();
+    let reply = client.get("payments.shop", "/charge", &[]).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = reply.json();
+    let (trace_id, _, _) = fields(seen["traceparent"].as_str().unwrap());
+    drop(client);
+    assert!(
+        collector.trace(&trace_id).is_empty(),
+        "nothing sent before the drain"
+    );
+
+    mesh.orders.process.terminate();
+    let status = mesh.orders.process.wait_exit(START_LIMIT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit 0 after the drain: {status:?}"
+    );
+    let spans = collector.trace(&trace_id);
+    assert_eq!(
+        spans.len(),
+        1,
+        "the outbound span, flushed at exit: {spans:?}"
+    );
+    assert_eq!(spans[0].span["kind"], 3);
+    assert_eq!(
+        access_log(&mesh.orders)
+            .iter()
+            .filter(|l| l["trace_id"] == trace_id.as_str())
+            .count(),
+        1
+    );
+}

@@ -2,13 +2,16 @@
 //! A request only hands its record to a bounded queue; when the writer has fallen behind
 //! (stdout is a full pipe, say), the record is dropped and counted rather than waited
 //! for. The thread, not a task, does the writing because writes to stdout block, and
-//! one writer means whole lines only.
+//! one writer means whole lines only. At shutdown the owner waits, for a bounded time,
+//! until what is queued has been written.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::context::hex;
 use super::counters::TraceCounters;
@@ -23,13 +26,26 @@ const QUEUE: usize = 4096;
 const LINES_PER_WRITE: usize = 256;
 
 pub(crate) struct AccessLog {
-    queue: SyncSender<Arc<Record>>,
+    queue: SyncSender<Entry>,
     counters: Arc<TraceCounters>,
 }
 
+/// What the writer is handed: a request's record, or a request to say when everything
+/// before it is written.
+pub(crate) enum Entry {
+    Record(Arc<Record>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The owner's handle to flush the log at shutdown.
+pub(crate) struct AccessLogFlush(SyncSender<Entry>);
+
 impl AccessLog {
     /// Starts the writer thread, writing to stdout.
-    pub(crate) fn start(identity: Arc<Identity>, counters: Arc<TraceCounters>) -> AccessLog {
+    pub(crate) fn start(
+        identity: Arc<Identity>,
+        counters: Arc<TraceCounters>,
+    ) -> (AccessLog, AccessLogFlush) {
         let (queue, records) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
@@ -41,44 +57,67 @@ impl AccessLog {
             // The queue's receiver went with the closure: every record counts as dropped.
             tracing::error!(%error, "cannot start the access log writer; lines are dropped");
         }
-        AccessLog { queue, counters }
+        let flush = AccessLogFlush(queue.clone());
+        (AccessLog { queue, counters }, flush)
     }
 
     /// An access log whose records go to `queue` (tests read them there).
     #[cfg(test)]
-    pub(crate) fn to_queue(queue: SyncSender<Arc<Record>>, counters: Arc<TraceCounters>) -> Self {
+    pub(crate) fn to_queue(queue: SyncSender<Entry>, counters: Arc<TraceCounters>) -> Self {
         AccessLog { queue, counters }
     }
 
     /// Hands a record to the writer, never waiting.
     pub(crate) fn push(&self, record: Arc<Record>) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send(record)
+            self.queue.try_send(Entry::Record(record))
         {
             TraceCounters::inc(&self.counters.access_log_dropped);
         }
     }
 }
 
+impl AccessLogFlush {
+    /// Waits until every line queued now is written, or until `deadline`. Never blocks
+    /// the runtime: a full queue is retried, and the writer's answer awaited.
+    pub(crate) async fn flush(self, deadline: Instant) {
+        let (done, written) = oneshot::channel();
+        let mut entry = Entry::Flush(done);
+        loop {
+            match self.0.try_send(entry) {
+                Ok(()) => break,
+                Err(TrySendError::Full(again)) if Instant::now() < deadline => {
+                    entry = again;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline, written).await;
+    }
+}
+
 /// Writes records as lines until every sender is gone; `own` says this proxy's identity
 /// (none until its first certificate).
-fn write_lines(
-    records: &Receiver<Arc<Record>>,
-    own: impl Fn() -> Option<String>,
-    mut out: impl Write,
-) {
+fn write_lines(entries: &Receiver<Entry>, own: impl Fn() -> Option<String>, mut out: impl Write) {
     let mut buffer = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = records.recv() {
+    let mut flushes = Vec::new();
+    while let Ok(first) = entries.recv() {
         let own = own();
-        line(&first, own.as_deref(), &mut buffer);
-        for record in records.try_iter().take(LINES_PER_WRITE - 1) {
-            line(&record, own.as_deref(), &mut buffer);
+        for entry in std::iter::once(first).chain(entries.try_iter().take(LINES_PER_WRITE - 1)) {
+            match entry {
+                Entry::Record(record) => line(&record, own.as_deref(), &mut buffer),
+                Entry::Flush(done) => flushes.push(done),
+            }
         }
         if let Err(error) = out.write_all(&buffer).and_then(|()| out.flush()) {
             // Nowhere to log to but the diagnostics: say it once per burst.
             tracing::warn!(%error, "cannot write the access log");
         }
         buffer.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -176,7 +215,7 @@ mod tests {
     fn the_writer_writes_whole_lines_and_stops_with_its_senders() {
         let (queue, records) = sync_channel(8);
         for _ in 0..3 {
-            queue.try_send(Arc::new(record())).unwrap();
+            queue.try_send(Entry::Record(Arc::new(record()))).unwrap();
         }
         drop(queue);
         let mut out = Vec::new();
@@ -191,6 +230,41 @@ mod tests {
                 "no certificate yet"
             );
         }
+    }
+
+    /// Output a test can read while the writer thread holds its writer.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_returns_once_the_lines_before_it_are_written() {
+        let counters = Arc::new(TraceCounters::default());
+        let (queue, entries) = sync_channel(8);
+        let out = Shared::default();
+        let writer = {
+            let out = out.clone();
+            std::thread::spawn(move || write_lines(&entries, || None, out))
+        };
+        let log = AccessLog::to_queue(queue.clone(), counters);
+        for _ in 0..5 {
+            log.push(Arc::new(record()));
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        AccessLogFlush(queue).flush(deadline).await;
+        let written = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 5, "{written}");
+        drop(log);
+        writer.join().unwrap();
     }
 
     #[test]
