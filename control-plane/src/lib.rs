@@ -7,6 +7,7 @@
 pub mod ca_init;
 pub mod crds;
 pub mod inject;
+pub mod kubernetes;
 pub mod metrics;
 pub mod policy;
 pub mod proxies;
@@ -18,6 +19,6 @@ pub mod status_report;
 pub mod token;
 pub mod watchers;
 
-pub use server::{ServeConfig, ServeError, Server, control_plane_identity};
+pub use server::{ClusterMode, ServeConfig, ServeError, Server, control_plane_identity};
 pub use snapshot::SnapshotPublisher;
 pub use token::{TokenError, TokenKey};

@@ -1,9 +1,13 @@
-//! The control plane's own metrics, in the classic Prometheus text format. Counters are
-//! plain atomics in a registry handed down from the server (no global): a request bumps
-//! one already-resolved counter, never looks one up.
+//! The control plane's own metrics, encoded with `prometheus-client` (OpenMetrics, or the
+//! classic text format for scrapers that do not ask for it: `outrigger_api::exposition`).
+//! The registry is handed down from the server (no global), and every series is
+//! resolved when it is made: a request bumps a counter, never looks one up.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 /// How a certificate request proved its identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,14 +60,34 @@ impl Refusal {
     }
 }
 
-/// Counters of the control plane.
-#[derive(Debug, Default)]
+/// Counters of the control plane, and the gauges it reads from elsewhere at scrape time.
+#[derive(Debug)]
 pub struct Metrics {
-    issued_by_token: AtomicU64,
-    issued_by_certificate: AtomicU64,
-    refused: [AtomicU64; Refusal::ALL.len()],
-    reloads_ok: AtomicU64,
-    reloads_error: AtomicU64,
+    registry: Registry,
+    /// By [`ProvenBy`]: token, certificate.
+    issued: [Counter; 2],
+    refused: [Counter; Refusal::ALL.len()],
+    reloads_ok: Counter,
+    reloads_error: Counter,
+    watchers: Gauge,
+    config_version: Gauge,
+    config_valid: Gauge,
+    registered_instances: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProvenByLabels {
+    proven_by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 /// Gauges owned elsewhere, read when rendering.
@@ -78,91 +102,107 @@ pub struct Gauges {
     pub registered_instances: usize,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("outrigger_control_plane");
+        let issued: Family<ProvenByLabels, Counter> = Family::default();
+        let refused: Family<ReasonLabels, Counter> = Family::default();
+        let reloads: Family<ResultLabels, Counter> = Family::default();
+        // Every series exists from the start, at 0, so that a rate over it is defined.
+        let metrics = Metrics {
+            issued: [ProvenBy::Token, ProvenBy::Certificate].map(|by| {
+                issued.get_or_create_owned(&ProvenByLabels {
+                    proven_by: by.label(),
+                })
+            }),
+            refused: Refusal::ALL.map(|reason| {
+                refused.get_or_create_owned(&ReasonLabels {
+                    reason: reason.label(),
+                })
+            }),
+            reloads_ok: reloads.get_or_create_owned(&ResultLabels { result: "ok" }),
+            reloads_error: reloads.get_or_create_owned(&ResultLabels { result: "error" }),
+            watchers: Gauge::default(),
+            config_version: Gauge::default(),
+            config_valid: Gauge::default(),
+            registered_instances: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "certificates_issued",
+            "Workload certificates issued, by how the caller proved its identity",
+            issued,
+        );
+        registry.register(
+            "certificate_requests_refused",
+            "Certificate requests refused, by reason",
+            refused,
+        );
+        registry.register(
+            "watchers",
+            "Proxies connected to the config stream",
+            metrics.watchers.clone(),
+        );
+        registry.register(
+            "config_version",
+            "Version of the config snapshot being served",
+            metrics.config_version.clone(),
+        );
+        registry.register(
+            "config_valid",
+            "1 if the policy files on disk are valid; 0 if the last reload failed and the last good version is still served",
+            metrics.config_valid.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Reloads of the policy dir, by result",
+            reloads,
+        );
+        registry.register(
+            "registered_instances",
+            "Healthy app instances registered by their sidecars",
+            metrics.registered_instances.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
 impl Metrics {
     pub fn issued(&self, proven_by: ProvenBy) {
-        let counter = match proven_by {
-            ProvenBy::Token => &self.issued_by_token,
-            ProvenBy::Certificate => &self.issued_by_certificate,
+        let index = match proven_by {
+            ProvenBy::Token => 0,
+            ProvenBy::Certificate => 1,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.issued[index].inc();
     }
 
     pub fn refused(&self, reason: Refusal) {
-        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.refused[reason as usize].inc();
     }
 
     /// A reload of the policy dir, valid or not.
     pub fn reloaded(&self, ok: bool) {
-        let counter = if ok {
-            &self.reloads_ok
+        if ok {
+            self.reloads_ok.inc();
         } else {
-            &self.reloads_error
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.reloads_error.inc();
+        }
     }
 
-    /// The text exposition (format 0.0.4). Gauges owned elsewhere are passed in.
+    /// OpenMetrics text. Gauges owned elsewhere are passed in.
     pub fn render(&self, gauges: Gauges) -> String {
-        let Gauges {
-            watchers,
-            config_version,
-            config_valid,
-            registered_instances,
-        } = gauges;
-        let mut out = String::with_capacity(1024);
-        let prefix = "outrigger_control_plane";
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_certificates_issued_total Workload certificates issued, by how the caller proved its identity.\n\
-             # TYPE {prefix}_certificates_issued_total counter"
-        );
-        for (by, counter) in [
-            (ProvenBy::Token, &self.issued_by_token),
-            (ProvenBy::Certificate, &self.issued_by_certificate),
-        ] {
-            let _ = writeln!(
-                out,
-                "{prefix}_certificates_issued_total{{proven_by=\"{}\"}} {}",
-                by.label(),
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_certificate_requests_refused_total Certificate requests refused, by reason.\n\
-             # TYPE {prefix}_certificate_requests_refused_total counter"
-        );
-        for reason in Refusal::ALL {
-            let _ = writeln!(
-                out,
-                "{prefix}_certificate_requests_refused_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                self.refused[reason as usize].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {prefix}_watchers Proxies connected to the config stream.\n\
-             # TYPE {prefix}_watchers gauge\n\
-             {prefix}_watchers {watchers}\n\
-             # HELP {prefix}_config_version Version of the config snapshot being served.\n\
-             # TYPE {prefix}_config_version gauge\n\
-             {prefix}_config_version {config_version}\n\
-             # HELP {prefix}_config_valid 1 if the policy files on disk are valid; 0 if the last reload failed and the last good version is still served.\n\
-             # TYPE {prefix}_config_valid gauge\n\
-             {prefix}_config_valid {}\n\
-             # HELP {prefix}_config_reloads_total Reloads of the policy dir, by result.\n\
-             # TYPE {prefix}_config_reloads_total counter\n\
-             {prefix}_config_reloads_total{{result=\"ok\"}} {}\n\
-             {prefix}_config_reloads_total{{result=\"error\"}} {}\n\
-             # HELP {prefix}_registered_instances Healthy app instances registered by their sidecars.\n\
-             # TYPE {prefix}_registered_instances gauge\n\
-             {prefix}_registered_instances {registered_instances}",
-            u8::from(config_valid),
-            self.reloads_ok.load(Ordering::Relaxed),
-            self.reloads_error.load(Ordering::Relaxed),
-        );
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.watchers.set(to_i64(gauges.watchers as u64));
+        self.config_version.set(to_i64(gauges.config_version));
+        self.config_valid.set(i64::from(gauges.config_valid));
+        self.registered_instances
+            .set(to_i64(gauges.registered_instances as u64));
+        let mut out = String::with_capacity(2048);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -180,12 +220,14 @@ mod tests {
         metrics.reloaded(true);
         metrics.reloaded(false);
         metrics.reloaded(false);
-        let text = metrics.render(Gauges {
+        let open = metrics.render(Gauges {
             watchers: 3,
             config_version: 42,
             config_valid: false,
             registered_instances: 2,
         });
+        assert!(open.ends_with("# EOF\n"));
+        let text = outrigger_api::exposition::classic(&open);
         assert!(text.contains(
             "outrigger_control_plane_certificates_issued_total{proven_by=\"token\"} 2\n"
         ));
@@ -202,11 +244,29 @@ mod tests {
         assert!(
             text.contains("outrigger_control_plane_config_reloads_total{result=\"error\"} 2\n")
         );
-        assert!(text.ends_with("outrigger_control_plane_registered_instances 2\n"));
+        assert!(text.contains("outrigger_control_plane_registered_instances 2\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
         }
+    }
+
+    #[test]
+    fn every_family_is_documented_and_every_documented_family_exists() {
+        let documented: std::collections::BTreeSet<&str> = include_str!("../../docs/metrics.md")
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .filter(|name| name.starts_with("outrigger_control_plane_"))
+            .collect();
+        let text =
+            outrigger_api::exposition::classic(&Metrics::default().render(Gauges::default()));
+        let encoded: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split(' ').next())
+            .collect();
+        assert_eq!(encoded, documented);
     }
 }

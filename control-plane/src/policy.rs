@@ -113,6 +113,25 @@ pub fn check_paths_cached(
     }
 }
 
+/// Validates documents that do not come from files (the cluster's resources, rendered
+/// in file form by their source), as one set, exactly as files are: `name` stands where
+/// a file's path would in errors. Re-parses only the documents whose text is not in
+/// `cache`, which then holds exactly these names.
+pub fn check_documents(
+    documents: &[(PathBuf, String)],
+    trust_domain: &str,
+    cache: &mut FileCache,
+) -> Result<Policy, PolicyErrors> {
+    let mut loader = Loader::new(trust_domain);
+    let mut names = Vec::with_capacity(documents.len());
+    for (name, text) in documents {
+        loader.merge(cache.parsed(name, text.clone(), trust_domain));
+        names.push(name.clone());
+    }
+    cache.keep_only(&names);
+    loader.finish()
+}
+
 fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, loader: &mut Loader) {
     if depth > MAX_DEPTH {
         return;

@@ -39,7 +39,7 @@ impl ConfigHealth {
         self.lock().is_empty()
     }
 
-    fn set(&self, errors: Vec<String>) {
+    pub(crate) fn set(&self, errors: Vec<String>) {
         *self.lock() = errors;
     }
 

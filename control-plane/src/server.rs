@@ -35,6 +35,7 @@ pub use error::ServeError;
 pub use serving_cert::control_plane_identity;
 
 use crate::inject::InjectConfig;
+use crate::kubernetes::{ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret};
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::proxies::Proxies;
@@ -70,6 +71,32 @@ pub struct ServeConfig {
     pub registration_warmup: Duration,
     /// What the admission webhook adds to pods (the trust domain is the CA's).
     pub inject: InjectConfig,
+    /// Cluster mode: the policy, the CA and workload identities come from the API
+    /// server instead of `policy_dir`, `data_dir/ca` and local tokens alone.
+    pub kubernetes: Option<ClusterMode>,
+}
+
+/// Where cluster mode finds its API server and its CA.
+#[derive(Clone)]
+pub struct ClusterMode {
+    /// `None`: from the environment (in a pod, its service account; else kubeconfig).
+    pub client: Option<kube::Client>,
+    /// The control plane's own namespace, where the CA Secret lives.
+    pub namespace: String,
+    /// The Secret that holds the CA.
+    pub ca_secret: String,
+    /// The trust domain of a CA made on the first start (an existing one keeps its own).
+    pub trust_domain: String,
+}
+
+impl std::fmt::Debug for ClusterMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMode")
+            .field("namespace", &self.namespace)
+            .field("ca_secret", &self.ca_secret)
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeConfig {
@@ -85,6 +112,7 @@ impl ServeConfig {
             registration_ttl: registry::DEFAULT_TTL,
             registration_warmup: Duration::from_secs(3),
             inject: InjectConfig::default(),
+            kubernetes: None,
         }
     }
 }
@@ -110,6 +138,10 @@ pub(crate) struct Shared {
     warm_until: tokio::time::Instant,
     /// For `/v1/admission`.
     inject: InjectConfig,
+    /// Cluster mode: why the cluster's state is not fully known (`/ready`).
+    cluster_health: Option<Arc<ClusterHealth>>,
+    /// Cluster mode: checks service-account tokens.
+    token_review: Option<TokenReviewer>,
 }
 
 /// Who is on the other end of one API connection.
@@ -132,7 +164,14 @@ pub struct Server {
     cert_not_after: i64,
     stop: watch_channel::Sender<bool>,
     reloader: Reloader,
-    policy_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
+    /// File mode: the policy dir's watcher.
+    policy_watch: Option<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)>,
+    /// Cluster mode: the watchers' feed, its client and its wake-ups.
+    cluster: Option<(
+        Arc<ClusterFeed>,
+        kube::Client,
+        tokio::sync::mpsc::Receiver<()>,
+    )>,
     data_dir: PathBuf,
     ca_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
 }
@@ -153,6 +192,10 @@ impl Server {
                 config.cert_ttl
             )));
         }
+        let client = match &config.kubernetes {
+            Some(cluster) => Some(cluster_client(cluster, &config.data_dir).await?),
+            None => None,
+        };
         let ca = Arc::new(Ca::load(&config.data_dir).map_err(ServeError::Ca)?);
         let tokens = TokenKey::load(&config.data_dir)?;
         let td = ca.trust_domain().to_string();
@@ -161,12 +204,15 @@ impl Server {
             ..config.inject.clone()
         };
         // Watching first: a change made while the dir is read is not missed.
-        let policy_watch = reload::watch_dir(&config.policy_dir).map_err(|e| {
-            ServeError::Config(format!(
-                "cannot watch the policy dir {} for changes: {e}",
-                config.policy_dir.display()
-            ))
-        })?;
+        let policy_watch = match client {
+            Some(_) => None,
+            None => Some(reload::watch_dir(&config.policy_dir).map_err(|e| {
+                ServeError::Config(format!(
+                    "cannot watch the policy dir {} for changes: {e}",
+                    config.policy_dir.display()
+                ))
+            })?),
+        };
         let ca_dir = CaPaths::new(&config.data_dir).dir().to_path_buf();
         let ca_watch = reload::watch_dir_for(&ca_dir, "the CA dir").map_err(|e| {
             ServeError::Config(format!(
@@ -176,20 +222,30 @@ impl Server {
         })?;
         // The first load fills the cache that later reloads parse against.
         let mut files = policy::FileCache::default();
-        let policy =
-            policy::check_paths_cached(std::slice::from_ref(&config.policy_dir), &td, &mut files)
+        let policy = match client {
+            // The cluster's policy is published once every watch has listed.
+            Some(_) => policy::Policy::default(),
+            None => {
+                let policy = policy::check_paths_cached(
+                    std::slice::from_ref(&config.policy_dir),
+                    &td,
+                    &mut files,
+                )
                 .result?;
-        info!(
-            services = policy.services.len(),
-            traffic_policies = policy
-                .services
-                .iter()
-                .filter(|s| s.traffic_policy.is_some())
-                .count(),
-            server_policies = policy.server_policies.len(),
-            "loaded policy from {}",
-            config.policy_dir.display()
-        );
+                info!(
+                    services = policy.services.len(),
+                    traffic_policies = policy
+                        .services
+                        .iter()
+                        .filter(|s| s.traffic_policy.is_some())
+                        .count(),
+                    server_policies = policy.server_policies.len(),
+                    "loaded policy from {}",
+                    config.policy_dir.display()
+                );
+                policy
+            }
+        };
 
         let certs = CertStore::new();
         let cert_not_after =
@@ -207,13 +263,27 @@ impl Server {
         let health = Arc::new(ConfigHealth::default());
         let reloader = Reloader {
             dir: config.policy_dir.clone(),
-            trust_domain: td,
+            trust_domain: td.clone(),
             publisher: snapshots.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
             files: Arc::new(std::sync::Mutex::new(files)),
         };
         let registry = Registry::new(config.registration_ttl, snapshots.clone());
+        let cluster_health = client.as_ref().map(|_| ClusterHealth::new(&WATCHED));
+        let token_review = client.as_ref().map(|c| TokenReviewer::new(c.clone(), &td));
+        let cluster = match (&client, &cluster_health) {
+            (Some(client), Some(cluster_health)) => {
+                let (feed, changes) = ClusterFeed::new(
+                    &td,
+                    snapshots.clone(),
+                    health.clone(),
+                    cluster_health.clone(),
+                );
+                Some((feed, client.clone(), changes))
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             registry,
             proxies: Proxies::new(),
@@ -228,6 +298,8 @@ impl Server {
             ready: AtomicBool::new(false),
             warm_until: tokio::time::Instant::now() + config.registration_warmup,
             inject,
+            cluster_health,
+            token_review,
         });
         Ok(Server {
             shared,
@@ -241,6 +313,7 @@ impl Server {
             stop,
             reloader,
             policy_watch,
+            cluster,
             data_dir: config.data_dir,
             ca_watch,
         })
@@ -288,18 +361,26 @@ impl Server {
             cert_not_after,
             stop,
             reloader,
-            policy_watch: (watcher, changes),
+            policy_watch,
+            cluster,
             data_dir,
             ca_watch: (ca_watcher, ca_changes),
             ..
         } = self;
         let expiring = tokio::spawn(shared.registry.clone().run_expiry(shared.stopping.clone()));
-        let reloading = tokio::spawn(reload::run(
-            reloader,
-            watcher,
-            changes,
-            shared.stopping.clone(),
-        ));
+        let reloading = match policy_watch {
+            Some((watcher, changes)) => tokio::spawn(reload::run(
+                reloader,
+                watcher,
+                changes,
+                shared.stopping.clone(),
+            )),
+            None => {
+                let (feed, client, changes) =
+                    cluster.expect("cluster mode when there is no policy dir");
+                tokio::spawn(feed.run(client, changes, shared.stopping.clone()))
+            }
+        };
         let ca_reloading = tokio::spawn(
             ca_reload::CaReload {
                 data_dir,
@@ -378,4 +459,29 @@ async fn bind(
 async fn accept_failed(what: &str, e: std::io::Error) {
     warn!("{what} accept failed: {e}");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The API server's client, once the CA Secret is in the data dir.
+async fn cluster_client(
+    cluster: &ClusterMode,
+    data_dir: &std::path::Path,
+) -> Result<kube::Client, ServeError> {
+    let client = match &cluster.client {
+        Some(client) => client.clone(),
+        None => kube::Client::try_default().await.map_err(|e| {
+            ServeError::Kubernetes(format!(
+                "cannot find the API server (in a pod: its service account; else KUBECONFIG): {e}"
+            ))
+        })?,
+    };
+    ca_secret::ensure(
+        client.clone(),
+        &cluster.namespace,
+        &cluster.ca_secret,
+        data_dir,
+        &cluster.trust_domain,
+    )
+    .await
+    .map_err(|e| ServeError::Kubernetes(e.to_string()))?;
+    Ok(client)
 }

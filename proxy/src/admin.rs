@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use outrigger_api::exposition;
 use tokio::net::TcpListener;
 
 use crate::identity::Identity;
@@ -62,14 +63,18 @@ impl Admin {
             "/live" => text(StatusCode::OK, "live\n"),
             "/ready" => self.ready(),
             "/metrics" => {
-                let mut body = self.metrics.render();
-                crate::circuits_view::render_state(&mut body, &self.targets.built());
-                self.trace_counters.render(&mut body);
+                let circuits = crate::circuits_view::registry(&self.targets.built());
+                let tracing = self.trace_counters.registry();
+                let openmetrics = self.metrics.encode(&[&circuits, &tracing]);
+                let accept = req
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let (body, content_type) = exposition::negotiate(openmetrics, accept);
                 let mut response = text(StatusCode::OK, body);
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
                 response
             }
             "/config" => self.config(),

@@ -1,6 +1,8 @@
 //! Body types of the data path. Upstream bodies stream through untouched; only the
 //! proxy's own small responses are built in memory.
 
+pub(crate) mod held;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,6 +13,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use self::held::Held;
 use crate::grpc_status::GrpcCounts;
 
 /// A response body: the upstream's, streamed, or one the proxy made.
@@ -21,7 +24,7 @@ pin_project! {
     /// of its trailers is counted as they pass; for anything else it is untouched.
     pub(crate) struct Upstream {
         #[pin]
-        body: Incoming,
+        body: Held<Incoming>,
         grpc: Option<Arc<GrpcCounts>>,
     }
 }
@@ -29,14 +32,19 @@ pin_project! {
 /// The upstream's answer for the caller: counted in `grpc` if it is a gRPC answer (its
 /// status in the headers now, else in its trailers later).
 pub(crate) fn upstream(
-    response: http::Response<Incoming>,
+    response: http::Response<impl Into<Held<Incoming>>>,
     grpc: Option<&Arc<GrpcCounts>>,
 ) -> http::Response<ProxyBody> {
     // A trailers-only answer carries its status in the headers: nothing to watch for.
     let grpc = grpc
         .filter(|counts| !counts.record(response.headers()))
         .cloned();
-    response.map(|body| Either::Left(Upstream { body, grpc }))
+    response.map(|body| {
+        Either::Left(Upstream {
+            body: body.into(),
+            grpc,
+        })
+    })
 }
 
 impl Body for Upstream {

@@ -3,7 +3,6 @@
 //! `CertStore` that every TLS config reads at handshake time, so a renewal changes what
 //! new handshakes present and closes no connection.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 
 use outrigger_certs::{CertStore, SpiffeId, TrustBundle};
@@ -84,7 +83,7 @@ impl Identity {
             }
         }
         self.certs.set(key);
-        self.metrics.certificate_expiry.store(not_after, Relaxed);
+        self.metrics.certificate_expiry.set(not_after);
         self.expiry.send_replace(not_after);
         Ok(())
     }

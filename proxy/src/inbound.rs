@@ -41,7 +41,7 @@ use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
-use crate::metrics::{ProxyMetrics, ServiceMetrics};
+use crate::metrics::{ProxyMetrics, RequestMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
 use crate::serve::{Drain, accept_loop, http_builder};
@@ -160,15 +160,18 @@ impl Inbound {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // The caller→callee edge is counted apart: resolved once for the connection.
+        let edge = self.metrics.edge(caller.id().unwrap_or(""), "");
         let service = service_fn(move |mut req| {
             let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
+            let edge = edge.clone();
             async move {
                 let grpc = crate::error::is_grpc(req.headers());
                 let mut exchange = this.tracer.begin(&mut req);
                 if let Some(exchange) = &mut exchange {
                     exchange.called_by(caller.id());
                 }
-                let response = this.forward(req, &caller, app.as_deref()).await;
+                let response = this.forward(req, &caller, &edge, app.as_deref()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 let response = crate::error::for_caller(grpc, response);
                 this.tracer.end(exchange, &response);
@@ -185,6 +188,7 @@ impl Inbound {
         &self,
         mut req: Request<Incoming>,
         caller: &Caller,
+        edge: &RequestMetrics,
         app: Option<&AppClient>,
     ) -> Response<ProxyBody> {
         let grpc = crate::error::is_grpc(req.headers());
@@ -197,7 +201,7 @@ impl Inbound {
         let start = Instant::now();
         let _inflight = self.metrics.start();
         if let Some(denied) = self.authorize(&req, caller) {
-            self.metrics.record_error(denied.code, start.elapsed());
+            edge.record_error(denied.code, start.elapsed());
             return denied.into_response(self.metrics.service());
         }
         let policy = self.policy.load_full();
@@ -205,7 +209,7 @@ impl Inbound {
             Ok(pass) => pass,
             Err(refused) => {
                 tracing::debug!(caller = %caller, error = %refused, "request refused");
-                self.metrics.record_error(refused.code, start.elapsed());
+                edge.record_error(refused.code, start.elapsed());
                 return refused.into_response(self.metrics.service());
             }
         };
@@ -245,13 +249,12 @@ impl Inbound {
         pass.done(!matches!(&result, Ok(r) if !r.status().is_server_error()));
         match result {
             Ok(response) => {
-                self.metrics
-                    .record_status(response.status().as_u16(), start.elapsed());
-                crate::body::upstream(response, grpc.then_some(&self.metrics.grpc))
+                edge.record_status(response.status().as_u16(), start.elapsed());
+                crate::body::upstream(response, grpc.then_some(&edge.grpc))
             }
             Err(error) => {
                 tracing::debug!(%error, "inbound request failed");
-                self.metrics.record_error(error.code, start.elapsed());
+                edge.record_error(error.code, start.elapsed());
                 error.into_response(self.metrics.service())
             }
         }

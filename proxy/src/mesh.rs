@@ -10,7 +10,6 @@ mod decode;
 mod policies;
 mod table;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -96,7 +95,7 @@ impl MeshState {
                 (delta.version, "delta")
             }
         };
-        self.metrics.config_version.store(version, Relaxed);
+        self.metrics.config_version.set(version as i64);
         self.applied.send_replace(version);
         tracing::info!(
             version,
@@ -268,7 +267,7 @@ mod tests {
         assert!(table.lookup("a").is_none());
         assert_eq!(table.lookup("b").unwrap().endpoints[0].port(), 3);
         assert!(table.lookup("c.shop").is_some());
-        assert_eq!(mesh.metrics.config_version.load(Relaxed), 11);
+        assert_eq!(mesh.metrics.config_version.get(), 11);
     }
 
     #[test]

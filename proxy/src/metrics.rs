@@ -1,22 +1,37 @@
-//! The proxy's metrics. Handles are resolved once per service (when the outbound side
-//! builds a service's runtime state), so a request only touches atomics and one
-//! uncontended histogram lock; the Prometheus text is produced at scrape time. A
-//! service's series live as long as its runtime state: an idle service's are dropped
-//! with it, so the page follows what the app calls, not the size of the mesh.
+//! The proxy's metrics, encoded with `prometheus-client`. Every family is registered once
+//! at start (`families.rs`) with a typed label set (`labels.rs`). Handles are resolved
+//! once per service (when the outbound side builds a service's runtime state, or once for
+//! the inbound side), once per caller (per connection) and once per named route: a
+//! request then touches only atomics, and the one HDR histogram lock it shares with the
+//! stats reporter. A service's series live as long as its handle: an idle service's are
+//! taken off the page with it, so the page follows what the app calls, not the size of
+//! the mesh.
 
+mod buckets;
+mod families;
+pub(crate) mod labels;
 mod status;
 mod tcp;
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
+use self::buckets::Buckets;
+use self::families::Families;
+pub(crate) use self::labels::Direction;
+use self::labels::{
+    DestinationLabels, EdgeLabels, EjectionLabels, ResponseLabels, ResultLabels, ServiceLabels,
+};
 use self::status::{STATUS_SLOTS, slot_label, status_slot};
 use crate::error::ErrorCode;
 use crate::grpc_status::GrpcCounts;
+use crate::resilience::circuit::CircuitMetrics;
 use crate::resilience::counters::ResilienceCounters;
 
 /// The longest latency a histogram tells apart: 100 s (longer ones count as 100 s). With
@@ -24,96 +39,361 @@ use crate::resilience::counters::ResilienceCounters;
 /// 64-bit counts it was 190 KiB, for every service called.
 const LATENCY_MAX_MICROS: u64 = 100_000_000;
 
-/// Bucket bounds of `request_duration_seconds`, in seconds.
-/// They start at 50 µs: a mesh hop costs about 0.1 ms, so coarser buckets would hide
-/// exactly what a sidecar adds.
-const BUCKETS: [f64; 18] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0, 30.0,
-];
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Direction {
-    Inbound,
-    Outbound,
+/// The handles of the live services, by labels: compared without upgrading, so that no
+/// handle can be dropped (and take this lock in its `Drop`) while it is held.
+type Live = Mutex<Vec<(ServiceLabels, Weak<ServiceMetrics>)>>;
+
+/// What the handles share with the registry.
+#[derive(Debug)]
+struct Shared {
+    families: Families,
+    live: Live,
 }
 
-impl Direction {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
+/// Everything the proxy counts. Created once at start and handed down.
+pub(crate) struct ProxyMetrics {
+    registry: Registry,
+    shared: Arc<Shared>,
+    pub tls_handshakes_ok: Counter,
+    pub tls_handshakes_failed: Counter,
+    pub certificate_expiry: Gauge,
+    pub config_version: Gauge,
+    /// Connections whose client said too little to detect a protocol in time.
+    pub detect_timeouts: Counter,
+    /// Redirected connections to a destination outside the mesh, passed through.
+    pub egress_connections: Counter,
+}
+
+impl ProxyMetrics {
+    pub(crate) fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("outrigger");
+        let families = Families::register(&mut registry);
+        let result = |result| ResultLabels { result };
+        let tls_handshakes_ok = families.tls_handshakes.get_or_create_owned(&result("ok"));
+        let tls_handshakes_failed = families
+            .tls_handshakes
+            .get_or_create_owned(&result("error"));
+        let (detect_timeouts, egress_connections) = (Counter::default(), Counter::default());
+        let (certificate_expiry, config_version) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "protocol_detect_timeouts",
+            "Connections treated as opaque TCP because detection timed out",
+            detect_timeouts.clone(),
+        );
+        registry.register(
+            "egress_connections",
+            "Redirected connections to destinations outside the mesh, passed through as plain TCP",
+            egress_connections.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the current workload certificate expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "config_version",
+            "Version of the configuration applied",
+            config_version.clone(),
+        );
+        Arc::new(ProxyMetrics {
+            registry,
+            shared: Arc::new(Shared {
+                families,
+                live: Mutex::default(),
+            }),
+            tls_handshakes_ok,
+            tls_handshakes_failed,
+            certificate_expiry,
+            config_version,
+            detect_timeouts,
+            egress_connections,
+        })
+    }
+
+    /// The handle for (direction, service), made if no one holds one. Called when
+    /// targets are built, not per request. The series stay on the page for as long as
+    /// someone keeps the handle.
+    pub(crate) fn service(&self, direction: Direction, service: &str) -> Arc<ServiceMetrics> {
+        let labels = ServiceLabels {
+            direction,
+            service: service.to_string(),
+        };
+        let mut live = self.shared.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|(_, handle)| handle.strong_count() > 0);
+        if let Some(found) = live
+            .iter()
+            .filter(|(l, _)| *l == labels)
+            .find_map(|(_, handle)| handle.upgrade())
+        {
+            return found;
         }
+        let created = Arc::new(ServiceMetrics::new(self.shared.clone(), labels.clone()));
+        live.push((labels, Arc::downgrade(&created)));
+        created
+    }
+
+    /// OpenMetrics text: this registry, then `more` (families made at scrape time, such
+    /// as the breakers' state), then `# EOF`.
+    pub(crate) fn encode(&self, more: &[&Registry]) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        for registry in more {
+            let _ = prometheus_client::encoding::text::encode_registry(&mut out, registry);
+        }
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+        out
     }
 }
 
-/// Request metrics of one (direction, service).
+/// The metrics of one (direction, service). Its requests are counted per edge: the
+/// caller's identity (inbound) and the named route (outbound) each get their own series.
+#[derive(Debug)]
 pub(crate) struct ServiceMetrics {
-    direction: Direction,
-    service: String,
-    /// Upstream responses by [`status_slot`]: no map, no lock.
-    statuses: [AtomicU64; STATUS_SLOTS],
-    /// Responses the proxy made, by [`ErrorCode::index`].
-    errors: [AtomicU64; ErrorCode::ALL.len()],
-    /// Microseconds, 1µs to 100 s at 3 significant digits: exact enough to merge across sidecars.
-    latency: Mutex<Histogram<u32>>,
-    inflight: AtomicI64,
+    labels: ServiceLabels,
+    shared: Arc<Shared>,
+    /// Requests with no caller identity and no named route: the common case, no lookup.
+    requests: Arc<RequestMetrics>,
+    /// Edges with a caller or a route, made on first use; read without a lock.
+    edges: ArcSwap<Vec<Arc<RequestMetrics>>>,
+    /// Serialises the making of edges, so that one edge has one histogram.
+    making_edge: Mutex<()>,
+    inflight: Gauge,
     /// Retries, budget, bulkhead and breaker counters (outbound services).
     pub resilience: ResilienceCounters,
-    /// gRPC answers by `grpc-status` (shared with the bodies that report them).
-    pub grpc: Arc<GrpcCounts>,
     /// Opaque TCP connections.
     pub tcp: tcp::TcpCounters,
 }
 
 impl ServiceMetrics {
-    fn new(direction: Direction, service: &str) -> Self {
+    fn new(shared: Arc<Shared>, labels: ServiceLabels) -> Self {
+        let families = &shared.families;
+        let requests = Arc::new(RequestMetrics::new(families, edge(&labels, "", "")));
+        let resilience = match labels.direction {
+            Direction::Outbound => resilience_counters(families, &labels.service),
+            Direction::Inbound => ResilienceCounters::default(),
+        };
         ServiceMetrics {
-            direction,
-            service: service.to_string(),
-            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
-            errors: std::array::from_fn(|_| AtomicU64::new(0)),
-            latency: Mutex::new(
-                Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
-                    .expect("static histogram bounds"),
-            ),
-            inflight: AtomicI64::new(0),
-            resilience: ResilienceCounters::default(),
-            grpc: Arc::default(),
-            tcp: tcp::TcpCounters::default(),
+            inflight: families.inflight.get_or_create_owned(&labels),
+            tcp: tcp::TcpCounters::new(families.clone(), labels.clone()),
+            requests,
+            edges: ArcSwap::default(),
+            making_edge: Mutex::new(()),
+            resilience,
+            labels,
+            shared,
         }
     }
 
     pub(crate) fn service(&self) -> &str {
-        &self.service
+        &self.labels.service
     }
 
     /// Counts a request as in flight until the guard drops.
     pub(crate) fn start(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Relaxed);
+        self.inflight.inc();
         InflightGuard(self.clone())
+    }
+
+    /// The requests of the service with no caller identity and no named route.
+    pub(crate) fn requests(&self) -> &Arc<RequestMetrics> {
+        &self.requests
+    }
+
+    /// The requests from `caller` (inbound: a verified identity) on `route` (outbound: a
+    /// route the TrafficPolicy names); empty strings for neither. Resolve it once per
+    /// connection or per route, not per request.
+    pub(crate) fn edge(&self, caller: &str, route: &str) -> Arc<RequestMetrics> {
+        if caller.is_empty() && route.is_empty() {
+            return self.requests.clone();
+        }
+        let matches = |m: &&Arc<RequestMetrics>| m.edge.caller == caller && m.edge.route == route;
+        if let Some(found) = self.edges.load().iter().find(matches) {
+            return found.clone();
+        }
+        let _making = self.making_edge.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = self.edges.load().iter().find(matches) {
+            return found.clone();
+        }
+        let made = Arc::new(RequestMetrics::new(
+            &self.shared.families,
+            edge(&self.labels, caller, route),
+        ));
+        let mut edges = Vec::clone(&self.edges.load());
+        edges.push(made.clone());
+        self.edges.store(Arc::new(edges));
+        made
+    }
+
+    /// Records the upstream's answer to a request without caller or route.
+    pub(crate) fn record_status(&self, status: u16, elapsed: Duration) {
+        self.requests.record_status(status, elapsed);
+    }
+
+    /// Records a response the proxy made itself, to a request without caller or route.
+    pub(crate) fn record_error(&self, code: ErrorCode, elapsed: Duration) {
+        self.requests.record_error(code, elapsed);
+    }
+
+    /// Takes the service's series off the page.
+    fn remove_series(&self) {
+        let families = &self.shared.families;
+        families.inflight.remove(&self.labels);
+        self.requests.remove_series(families);
+        for edge in self.edges.load().iter() {
+            edge.remove_series(families);
+        }
+        self.tcp.remove();
+        if self.labels.direction == Direction::Outbound {
+            let destination = DestinationLabels {
+                service: self.labels.service.clone(),
+            };
+            families.retries.remove(&destination);
+            families.budget_exhausted.remove(&destination);
+            families.bulkhead_rejected.remove(&destination);
+            for kind in ["detected", "enforced"] {
+                families.ejections.remove(&EjectionLabels {
+                    service: self.labels.service.clone(),
+                    kind,
+                });
+            }
+        }
+    }
+}
+
+impl Drop for ServiceMetrics {
+    fn drop(&mut self) {
+        let live = self.shared.live.lock().unwrap_or_else(|e| e.into_inner());
+        // A handle made for the same labels since this one's last reference went shares
+        // its series: they stay.
+        let replaced = live
+            .iter()
+            .any(|(labels, handle)| *labels == self.labels && handle.strong_count() > 0);
+        if !replaced {
+            self.remove_series();
+        }
+    }
+}
+
+fn edge(service: &ServiceLabels, caller: &str, route: &str) -> EdgeLabels {
+    EdgeLabels {
+        service: service.clone(),
+        caller: caller.to_string(),
+        route: route.to_string(),
+    }
+}
+
+fn resilience_counters(families: &Families, service: &str) -> ResilienceCounters {
+    let destination = DestinationLabels {
+        service: service.to_string(),
+    };
+    let ejections = |kind| {
+        families.ejections.get_or_create_owned(&EjectionLabels {
+            service: service.to_string(),
+            kind,
+        })
+    };
+    ResilienceCounters {
+        retries: families.retries.get_or_create_owned(&destination),
+        budget_exhausted: families.budget_exhausted.get_or_create_owned(&destination),
+        bulkhead_rejected: families.bulkhead_rejected.get_or_create_owned(&destination),
+        circuits: Arc::new(CircuitMetrics {
+            detected: ejections("detected"),
+            enforced: ejections("enforced"),
+        }),
+    }
+}
+
+/// The requests of one edge: answers by status and mesh error, latency (Prometheus
+/// buckets and an exact HDR histogram), and gRPC statuses.
+#[derive(Debug)]
+pub(crate) struct RequestMetrics {
+    edge: EdgeLabels,
+    requests: prometheus_client::metrics::family::Family<ResponseLabels, Counter>,
+    /// Upstream answers by [`status_slot`]; a slot's series appears with its first answer.
+    statuses: [OnceLock<Counter>; STATUS_SLOTS],
+    /// Answers the proxy made, by [`ErrorCode::index`].
+    errors: [OnceLock<Counter>; ErrorCode::ALL.len()],
+    buckets: Buckets,
+    /// Microseconds, 1µs to 100 s at 3 significant digits: exact enough to merge across sidecars.
+    latency: Mutex<Histogram<u32>>,
+    /// gRPC answers by `grpc-status` (shared with the bodies that report them).
+    pub grpc: Arc<GrpcCounts>,
+}
+
+impl RequestMetrics {
+    fn new(families: &Families, edge: EdgeLabels) -> Self {
+        RequestMetrics {
+            requests: families.requests.clone(),
+            statuses: std::array::from_fn(|_| OnceLock::new()),
+            errors: std::array::from_fn(|_| OnceLock::new()),
+            buckets: families.latency.get_or_create_owned(&edge),
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
+                    .expect("static histogram bounds"),
+            ),
+            grpc: Arc::new(GrpcCounts::new(families.grpc.clone(), edge.clone())),
+            edge,
+        }
     }
 
     /// Records the upstream's answer.
     pub(crate) fn record_status(&self, status: u16, elapsed: Duration) {
         if let Some(slot) = status_slot(status) {
-            self.statuses[slot].fetch_add(1, Relaxed);
+            self.statuses[slot]
+                .get_or_init(|| self.counter(slot_label(slot), ""))
+                .inc();
         }
         self.record_latency(elapsed);
     }
 
     /// Records a response the proxy made itself.
     pub(crate) fn record_error(&self, code: ErrorCode, elapsed: Duration) {
-        self.errors[code.index()].fetch_add(1, Relaxed);
+        self.errors[code.index()]
+            .get_or_init(|| self.counter(code.status().as_u16().to_string(), code.as_str()))
+            .inc();
         self.record_latency(elapsed);
     }
 
+    fn counter(&self, status_code: String, error: &'static str) -> Counter {
+        self.requests.get_or_create_owned(&ResponseLabels {
+            edge: self.edge.clone(),
+            status_code,
+            error,
+        })
+    }
+
     fn record_latency(&self, elapsed: Duration) {
+        self.buckets.observe(elapsed);
         let micros = u64::try_from(elapsed.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
         if let Ok(mut histogram) = self.latency.lock() {
             histogram.saturating_record(micros);
         }
+    }
+
+    fn remove_series(&self, families: &Families) {
+        for (slot, counter) in self.statuses.iter().enumerate() {
+            if counter.get().is_some() {
+                self.requests.remove(&ResponseLabels {
+                    edge: self.edge.clone(),
+                    status_code: slot_label(slot),
+                    error: "",
+                });
+            }
+        }
+        for code in ErrorCode::ALL {
+            if self.errors[code.index()].get().is_some() {
+                self.requests.remove(&ResponseLabels {
+                    edge: self.edge.clone(),
+                    status_code: code.status().as_u16().to_string(),
+                    error: code.as_str(),
+                });
+            }
+        }
+        families.latency.remove(&self.edge);
+        self.grpc.remove();
     }
 }
 
@@ -122,253 +402,17 @@ pub(crate) struct InflightGuard(Arc<ServiceMetrics>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Relaxed);
+        self.0.inflight.dec();
     }
-}
-
-/// Everything the proxy counts. Created once at start and handed down.
-#[derive(Default)]
-pub(crate) struct ProxyMetrics {
-    /// Held by their users (a target, the inbound side); gone when they are.
-    services: Mutex<Vec<Weak<ServiceMetrics>>>,
-    pub tls_handshakes_ok: AtomicU64,
-    pub tls_handshakes_failed: AtomicU64,
-    pub certificate_expiry: AtomicI64,
-    pub config_version: AtomicU64,
-    /// Connections whose client said too little to detect a protocol in time.
-    pub detect_timeouts: AtomicU64,
-    /// Redirected connections to a destination outside the mesh, passed through.
-    pub egress_connections: AtomicU64,
-}
-
-impl ProxyMetrics {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// The handle for (direction, service), made if no one holds one. Called when
-    /// targets are built, not per request. The series are rendered for as long as the
-    /// caller keeps the handle.
-    pub(crate) fn service(&self, direction: Direction, service: &str) -> Arc<ServiceMetrics> {
-        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        services.retain(|m| m.strong_count() > 0);
-        if let Some(found) = services
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|m| m.direction == direction && m.service == service)
-        {
-            return found;
-        }
-        let created = Arc::new(ServiceMetrics::new(direction, service));
-        services.push(Arc::downgrade(&created));
-        created
-    }
-
-    /// Prometheus text exposition format 0.0.4.
-    pub(crate) fn render(&self) -> String {
-        let services: Vec<Arc<ServiceMetrics>> = self
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        let mut out = String::with_capacity(4096);
-        render_requests(&mut out, &services);
-        render_latency(&mut out, &services);
-        render_grpc(&mut out, &services);
-        crate::resilience::counters::render(
-            &mut out,
-            services
-                .iter()
-                .filter(|m| m.direction == Direction::Outbound && m.service != "unknown")
-                .map(|m| (m.service.as_str(), &m.resilience)),
-        );
-        header(
-            &mut out,
-            "inflight_requests",
-            "gauge",
-            "Requests in flight.",
-        );
-        for m in &services {
-            let _ = writeln!(
-                out,
-                "outrigger_inflight_requests{{direction=\"{}\",service=\"{}\"}} {}",
-                m.direction.as_str(),
-                escape(&m.service),
-                m.inflight.load(Relaxed)
-            );
-        }
-        tcp::render(&mut out, &services);
-        header(
-            &mut out,
-            "protocol_detect_timeouts_total",
-            "counter",
-            "Connections treated as opaque TCP because detection timed out.",
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_protocol_detect_timeouts_total {}",
-            self.detect_timeouts.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "egress_connections_total",
-            "counter",
-            "Redirected connections to destinations outside the mesh, passed through as plain TCP.",
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_egress_connections_total {}",
-            self.egress_connections.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "tls_handshakes_total",
-            "counter",
-            "mTLS handshakes with peers, by result.",
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_tls_handshakes_total{{result=\"ok\"}} {}",
-            self.tls_handshakes_ok.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_tls_handshakes_total{{result=\"error\"}} {}",
-            self.tls_handshakes_failed.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "certificate_expiry_timestamp_seconds",
-            "gauge",
-            "When the current workload certificate expires (Unix time).",
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_certificate_expiry_timestamp_seconds {}",
-            self.certificate_expiry.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "config_version",
-            "gauge",
-            "Version of the configuration applied.",
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_config_version {}",
-            self.config_version.load(Relaxed)
-        );
-        out
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP outrigger_{name} {help}");
-    let _ = writeln!(out, "# TYPE outrigger_{name} {kind}");
-}
-
-fn render_requests(out: &mut String, services: &[Arc<ServiceMetrics>]) {
-    header(
-        out,
-        "requests_total",
-        "counter",
-        "Requests answered, by status and mesh error.",
-    );
-    for m in services {
-        let (dir, svc) = (m.direction.as_str(), escape(&m.service));
-        for (slot, count) in m.statuses.iter().enumerate() {
-            let count = count.load(Relaxed);
-            if count > 0 {
-                let code = slot_label(slot);
-                let _ = writeln!(
-                    out,
-                    "outrigger_requests_total{{direction=\"{dir}\",service=\"{svc}\",status_code=\"{code}\",error=\"\"}} {count}"
-                );
-            }
-        }
-        for code in ErrorCode::ALL {
-            let count = m.errors[code.index()].load(Relaxed);
-            if count > 0 {
-                let _ = writeln!(
-                    out,
-                    "outrigger_requests_total{{direction=\"{dir}\",service=\"{svc}\",status_code=\"{}\",error=\"{}\"}} {count}",
-                    code.status().as_u16(),
-                    code.as_str()
-                );
-            }
-        }
-    }
-}
-
-fn render_grpc(out: &mut String, services: &[Arc<ServiceMetrics>]) {
-    header(
-        out,
-        "grpc_responses_total",
-        "counter",
-        "gRPC answers of the app or upstream, by grpc-status (a 200 may carry a failure).",
-    );
-    for m in services {
-        let (dir, svc) = (m.direction.as_str(), escape(&m.service));
-        for (status, count) in m.grpc.counts() {
-            let _ = writeln!(
-                out,
-                "outrigger_grpc_responses_total{{direction=\"{dir}\",service=\"{svc}\",grpc_status=\"{status}\"}} {count}"
-            );
-        }
-    }
-}
-
-fn render_latency(out: &mut String, services: &[Arc<ServiceMetrics>]) {
-    header(
-        out,
-        "request_duration_seconds",
-        "histogram",
-        "Time to the response's headers, as seen by this proxy.",
-    );
-    for m in services {
-        let (dir, svc) = (m.direction.as_str(), escape(&m.service));
-        // Copy out under the lock, format outside it.
-        let Ok(histogram) = m.latency.lock().map(|h| h.clone()) else {
-            continue;
-        };
-        let labels = format!("direction=\"{dir}\",service=\"{svc}\"");
-        for bound in BUCKETS {
-            let count = histogram.count_between(0, (bound * 1e6) as u64);
-            let _ = writeln!(
-                out,
-                "outrigger_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-            );
-        }
-        let total = histogram.len();
-        let sum = histogram.mean() * total as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "outrigger_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_request_duration_seconds_sum{{{labels}}} {sum}"
-        );
-        let _ = writeln!(
-            out,
-            "outrigger_request_duration_seconds_count{{{labels}}} {total}"
-        );
-    }
-}
-
-/// Label values are escaped per the exposition format.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn page(registry: &ProxyMetrics) -> String {
+        registry.encode(&[])
+    }
 
     #[test]
     fn renders_counts_errors_and_buckets() {
@@ -382,14 +426,46 @@ mod tests {
         m.record_status(200, Duration::from_millis(3));
         m.record_error(ErrorCode::NoEndpoints, Duration::from_micros(10));
         m.record_status(299, Duration::from_micros(10));
-        let text = registry.render();
-        assert!(text.contains(
-            "outrigger_requests_total{direction=\"outbound\",service=\"payments.shop\",status_code=\"200\",error=\"\"} 2"
-        ));
+        let text = page(&registry);
+        let edge = "direction=\"outbound\",service=\"payments.shop\",caller=\"\",route=\"\"";
+        assert!(
+            text.contains(&format!(
+                "outrigger_requests_total{{{edge},status_code=\"200\",error=\"\"}} 2"
+            )),
+            "{text}"
+        );
         assert!(text.contains("status_code=\"503\",error=\"no-endpoints\"} 1"));
-        assert!(text.contains("le=\"0.001\"} 3"), "{text}");
-        assert!(text.contains("le=\"+Inf\"} 4"));
+        assert!(
+            text.contains(&format!(
+                "outrigger_request_duration_seconds_bucket{{le=\"0.001\",{edge}}} 3"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{{le=\"+Inf\",{edge}}} 4")));
         assert!(text.contains("status_code=\"2xx\",error=\"\"} 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn callers_and_routes_are_edges_of_their_own() {
+        let registry = ProxyMetrics::new();
+        let inbound = registry.service(Direction::Inbound, "payments.shop");
+        let orders = "spiffe://cluster.local/ns/shop/sa/orders";
+        let edge = inbound.edge(orders, "");
+        assert!(Arc::ptr_eq(&edge, &inbound.edge(orders, "")));
+        assert!(Arc::ptr_eq(inbound.requests(), &inbound.edge("", "")));
+        edge.record_status(200, Duration::from_micros(80));
+        let outbound = registry.service(Direction::Outbound, "payments.shop");
+        outbound
+            .edge("", "refunds")
+            .record_error(ErrorCode::Timeout, Duration::from_secs(1));
+        let text = page(&registry);
+        assert!(text.contains(&format!(
+            "outrigger_requests_total{{direction=\"inbound\",service=\"payments.shop\",caller=\"{orders}\",route=\"\",status_code=\"200\",error=\"\"}} 1"
+        )), "{text}");
+        assert!(text.contains(
+            "outrigger_requests_total{direction=\"outbound\",service=\"payments.shop\",caller=\"\",route=\"refunds\",status_code=\"504\",error=\"timeout\"} 1"
+        ), "{text}");
     }
 
     #[test]
@@ -399,10 +475,25 @@ mod tests {
         let gone = registry.service(Direction::Outbound, "gone.shop");
         kept.record_status(200, Duration::from_micros(100));
         gone.record_status(200, Duration::from_micros(100));
+        gone.resilience.retries.inc();
+        gone.tcp.opened();
+        gone.edge("", "named")
+            .record_status(500, Duration::from_micros(5));
         drop(gone);
-        let text = registry.render();
+        let text = page(&registry);
         assert!(text.contains("kept.shop"));
         assert!(!text.contains("gone.shop"), "{text}");
+    }
+
+    #[test]
+    fn a_handle_made_again_continues_the_counts() {
+        let registry = ProxyMetrics::new();
+        let first = registry.service(Direction::Outbound, "a.shop");
+        first.record_status(200, Duration::from_micros(100));
+        let second = registry.service(Direction::Outbound, "a.shop");
+        drop(first);
+        second.record_status(200, Duration::from_micros(100));
+        assert!(page(&registry).contains("status_code=\"200\",error=\"\"} 2"));
     }
 
     #[test]
@@ -410,8 +501,52 @@ mod tests {
         let registry = ProxyMetrics::new();
         let m = registry.service(Direction::Inbound, "a");
         let guard = m.start();
-        assert_eq!(m.inflight.load(Relaxed), 1);
+        assert_eq!(m.inflight.get(), 1);
         drop(guard);
-        assert_eq!(m.inflight.load(Relaxed), 0);
+        assert_eq!(m.inflight.get(), 0);
+    }
+
+    #[test]
+    fn the_classic_page_names_each_family_once_with_its_samples_name() {
+        let registry = ProxyMetrics::new();
+        let held = registry.service(Direction::Outbound, "a.shop");
+        held.record_status(200, Duration::from_micros(100));
+        let classic = outrigger_api::exposition::classic(&page(&registry));
+        assert!(classic.contains("# TYPE outrigger_requests_total counter\n"));
+        assert!(classic.contains("# TYPE outrigger_request_duration_seconds histogram\n"));
+        assert!(!classic.contains("# EOF"));
+    }
+
+    /// The families of docs/metrics.md's proxy table.
+    fn documented() -> std::collections::BTreeSet<String> {
+        include_str!("../../docs/metrics.md")
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `outrigger_"))
+            .filter_map(|rest| rest.split('`').next())
+            .filter(|name| !name.starts_with("control_plane_"))
+            .map(|name| format!("outrigger_{name}"))
+            .collect()
+    }
+
+    #[test]
+    fn every_family_is_documented_and_every_documented_family_exists() {
+        let registry = ProxyMetrics::new();
+        let held = registry.service(Direction::Outbound, "a.shop");
+        held.record_status(200, Duration::from_micros(100));
+        let mut grpc = http::HeaderMap::new();
+        grpc.insert("grpc-status", http::HeaderValue::from_static("0"));
+        held.requests().grpc.record(&grpc);
+        held.tcp.opened();
+        held.tcp.closed(1, 1, Duration::from_millis(1));
+        let classic = outrigger_api::exposition::classic(&page(&registry));
+        let mut encoded: std::collections::BTreeSet<String> = classic
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split(' ').next())
+            .map(str::to_string)
+            .collect();
+        // Encoded at scrape time from the breakers (`circuits_view.rs`).
+        encoded.insert("outrigger_circuit_state".into());
+        assert_eq!(encoded, documented());
     }
 }

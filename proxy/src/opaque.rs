@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(answer, b"answer!");
         // Held while rendering: a service's series live as long as its handle.
         let _metrics = relaying.await.unwrap();
-        let text = registry.render();
+        let text = registry.encode(&[]);
         assert!(text.contains("outrigger_tcp_bytes_total{direction=\"outbound\",service=\"db.shop\",way=\"sent\"} 8"), "{text}");
         assert!(text.contains("way=\"received\"} 7"), "{text}");
         assert!(

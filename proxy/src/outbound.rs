@@ -191,39 +191,38 @@ impl Outbound {
         {
             return self.upgrade(req, upgrade, authority, target, start).await;
         }
-        // Traffic shifting: only services whose policy names backends look the route up
-        // here (the stack looks it up again, as it does for every request).
-        let backend = if target.resolved.shifts_traffic() {
-            let route = target
-                .resolved
-                .route(req.method(), req.uri().path(), req.headers());
-            match &route.backends {
-                Some(backends) => {
-                    let table = self.mesh.table();
-                    backends::choose(backends, target, &table, &self.targets, start)
-                }
-                None => target.clone(),
+        let route_index = target
+            .resolved
+            .route(req.method(), req.uri().path(), req.headers());
+        let route = target.resolved.route_at(route_index);
+        // Traffic shifting: the route's backends, by weight (else the service itself).
+        let backend = match &route.backends {
+            Some(backends) => {
+                let table = self.mesh.table();
+                backends::choose(backends, target, &table, &self.targets, start)
             }
-        } else {
-            target.clone()
+            None => target.clone(),
+        };
+        // Counted under the service that served it, so a canary's numbers stand apart;
+        // a named route has series of its own.
+        let service = &backend.metrics;
+        let _inflight = service.start();
+        let metrics = match &route.name {
+            Some(name) => &service.edge("", name),
+            None => service.requests(),
         };
         if let Some(exchange) = exchange {
-            // Only for a request being recorded: its route's name, and its retries.
-            let route = target
-                .resolved
-                .route(req.method(), req.uri().path(), req.headers());
+            // Only for a request being recorded: who serves it, its route, its retries.
             let entry = &backend.entry;
             let retries =
-                exchange.called(entry.key(), entry.identity.as_str(), route.name.as_ref());
+                exchange.called(entry.key(), entry.identity.as_str(), route.name.as_deref());
             req.extensions_mut().insert(retries);
         }
-        // Counted under the service that served it, so a canary's numbers stand apart.
-        let metrics = &backend.metrics;
-        let _inflight = metrics.start();
         let grpc = crate::error::is_grpc(req.headers());
         let request = stack::AppRequest {
             request: req,
             authority,
+            route: route_index,
         };
         match stack::stack(target, &backend).oneshot(request).await {
             Ok(response) => {
@@ -231,11 +230,11 @@ impl Outbound {
                 crate::body::upstream(response, grpc.then_some(&metrics.grpc))
             }
             Err(stack::RouteError { error, fallback }) => {
-                tracing::debug!(service = %metrics.service(), %error, "outbound request failed");
+                tracing::debug!(service = %service.service(), %error, "outbound request failed");
                 metrics.record_error(error.code, start.elapsed());
                 match (fallback, error.code) {
                     (Some(fallback), ErrorCode::CircuitOpen) => fallback_response(fallback),
-                    _ => error.into_response(metrics.service()),
+                    _ => error.into_response(service.service()),
                 }
             }
         }

@@ -365,11 +365,10 @@ mod tests {
     fn outbound_records_the_called_service_route_and_retries() {
         let (tracer, _, mut spans) = recording(Side::Outbound, true);
         let mut exchange = tracer.begin(&mut request(&[])).expect("spans are on");
-        let route: Arc<str> = Arc::from("charge");
         let retries = exchange.called(
             "payments.shop",
             "spiffe://cluster.local/ns/shop/sa/payments",
-            Some(&route),
+            Some("charge"),
         );
         retries.set(2);
         tracer.end(Some(exchange), &Response::new(()));

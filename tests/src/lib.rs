@@ -6,6 +6,7 @@ pub mod apps;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod components;
 pub mod control_plane;
 pub mod control_plane_client;
 pub mod faults;

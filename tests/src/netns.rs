@@ -5,13 +5,12 @@
 //!
 //! Where this cannot run (not root, no `ip`, `iptables` or `setpriv`, `ip netns add`
 //! refused), [`Network::new`] prints one line `NETNS-SKIPPED: <why>` and the test returns.
-//! When `OUTRIGGER_NETNS_SKIP_FILE` is set (`.ci/run` sets it in CI), that line is also
+//! When `OUTRIGGER_SKIP_FILE` is set (`.ci/run` sets it in CI), that line is also
 //! appended to the file, so that CI fails rather than pass without the test.
 
 use std::ffi::OsStr;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -201,19 +200,5 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 fn skip(why: &str) {
-    let line = format!("NETNS-SKIPPED: {why}");
-    eprintln!("{line}");
-    if let Some(file) = std::env::var_os("OUTRIGGER_NETNS_SKIP_FILE") {
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(Path::new(&file))
-            .and_then(|mut f| writeln!(f, "{line}"));
-        if let Err(e) = appended {
-            panic!(
-                "{line} (and cannot write {}: {e})",
-                Path::new(&file).display()
-            );
-        }
-    }
+    crate::components::record_skip(&format!("NETNS-SKIPPED: {why}"));
 }

@@ -138,9 +138,17 @@ async fn rules_allow_by_identity_glob_path_and_method() {
     );
     let denied = payments
         .sidecar
-        .metric("outrigger_requests_total{direction=\"inbound\",service=\"payments\",status_code=\"403\",error=\"unauthorized\"}")
+        .metric_sum(
+            "outrigger_requests_total",
+            &[
+                ("direction", "inbound"),
+                ("service", "payments"),
+                ("status_code", "403"),
+                ("error", "unauthorized"),
+            ],
+        )
         .await;
-    assert_eq!(denied, Some(6.0));
+    assert_eq!(denied, 6.0);
 
     // The log names the caller, the request and the rule that came closest.
     let log = payments.sidecar.process.log();

@@ -24,6 +24,11 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 struct Scripted {
     fail_first: usize,
     checks: AtomicUsize,
+    /// Watches whose stream sends one update, then ends UNAVAILABLE (in its trailers).
+    break_first_watches: usize,
+    /// Checks never answer.
+    hang: bool,
+    watches: AtomicUsize,
     timeouts: Mutex<Vec<Option<String>>>,
 }
 
@@ -43,6 +48,9 @@ impl Health for App {
             .map(str::to_string);
         let script = &self.0;
         script.timeouts.lock().unwrap().push(timeout);
+        if script.hang {
+            std::future::pending::<()>().await;
+        }
         let n = script.checks.fetch_add(1, Ordering::SeqCst);
         if n < script.fail_first {
             return Err(Status::unavailable("warming up"));
@@ -58,6 +66,15 @@ impl Health for App {
         &self,
         _request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        if self.0.watches.fetch_add(1, Ordering::SeqCst) < self.0.break_first_watches {
+            let broken = [
+                Ok(HealthCheckResponse {
+                    status: ServingStatus::NotServing as i32,
+                }),
+                Err(Status::unavailable("restarting")),
+            ];
+            return Ok(Response::new(Box::pin(tokio_stream::iter(broken))));
+        }
         let updates = [ServingStatus::NotServing, ServingStatus::Serving].map(|status| {
             Ok(HealthCheckResponse {
                 status: status as i32,
@@ -95,6 +112,15 @@ async fn client(sidecar: &Sidecar, service: &str) -> HealthClient<Channel> {
 /// orders → payments (protocol: grpc), payments' app being `service`; `server_policy`
 /// is the YAML under payments' ServerPolicy spec, if any.
 async fn mesh(service: Arc<Scripted>, server_policy: Option<&str>) -> (Mesh, Sidecar, Sidecar) {
+    mesh_with(service, server_policy, |_| {}).await
+}
+
+/// [`mesh`], with more policy written by `more` before the control plane starts.
+async fn mesh_with(
+    service: Arc<Scripted>,
+    server_policy: Option<&str>,
+    more: impl FnOnce(&Mesh),
+) -> (Mesh, Sidecar, Sidecar) {
     let app = grpc_app(service).await;
     let port = free_port();
     let mut mesh = Mesh::new();
@@ -108,6 +134,7 @@ async fn mesh(service: Arc<Scripted>, server_policy: Option<&str>) -> (Mesh, Sid
     if let Some(spec) = server_policy {
         mesh.server_policy("shop", "payments", spec);
     }
+    more(&mesh);
     mesh.start_control_plane().await;
     let orders = mesh
         .sidecar("orders", "shop/orders", None, free_port())
@@ -187,6 +214,56 @@ async fn mesh_failures_arrive_as_grpc_statuses() {
     );
 }
 
+/// The other mesh failures a gRPC client meets, each as its status (docs/grpc.md): a
+/// route timeout as DEADLINE_EXCEEDED, the callee's rate limit as RESOURCE_EXHAUSTED, and
+/// an instance nobody listens on as UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_limits_and_dead_instances_arrive_as_their_grpc_statuses() {
+    let service = Arc::new(Scripted {
+        hang: true,
+        ..Scripted::default()
+    });
+    let limit = "  rateLimit: {requestsPerSecond: 1, burst: 1}\n";
+    let dead = loopback(free_port());
+    let (_mesh, orders, _payments) = mesh_with(service, Some(limit), |mesh| {
+        mesh.traffic_policy(
+            "shop",
+            "payments",
+            "  timeouts: {request: 300ms}\n  retries: {attempts: 0}\n",
+        );
+        mesh.write_policy(
+            "down.yaml",
+            &format!(
+                "apiVersion: outrigger.dev/v1alpha1\nkind: MeshService\nmetadata: {{name: down, namespace: shop}}\nspec:\n  identity: spiffe://cluster.local/ns/shop/sa/down\n  protocol: grpc\n  endpoints:\n    - address: {dead}\n"
+            ),
+        );
+    })
+    .await;
+    let mut payments = client(&orders, "payments.shop").await;
+
+    // The app hangs; the route's 300 ms run out in the caller's sidecar.
+    let status = payments.check(check()).await.expect_err("a timeout");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(status.metadata().get("outrigger-error").unwrap(), "timeout");
+
+    // The first call spent the burst of 1: the next ones find the callee's limit.
+    let status = payments.check(check()).await.expect_err("limited");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        status.metadata().get("outrigger-error").unwrap(),
+        "rate-limited"
+    );
+
+    // Nothing listens at down's one endpoint.
+    let mut down = client(&orders, "down.shop").await;
+    let status = down.check(check()).await.expect_err("no one there");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.metadata().get("outrigger-error").unwrap(),
+        "connect-failed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_is_retried_and_the_deadline_travels() {
     let service = Arc::new(Scripted {
@@ -216,6 +293,36 @@ async fn unavailable_is_retried_and_the_deadline_travels() {
             "what is left of the caller's 5 s, never more: {timeout}"
         );
     }
+}
+
+/// UNAVAILABLE after a message, in the trailers: the caller's sidecar holds a small answer
+/// until its trailers (docs/grpc.md), so it can still retry, and the app's client sees
+/// only the good stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_in_the_trailers_of_a_small_answer_is_retried() {
+    let service = Arc::new(Scripted {
+        break_first_watches: 1,
+        ..Scripted::default()
+    });
+    let (_mesh, orders, payments) = mesh(service.clone(), None).await;
+    let mut health = client(&orders, "payments.shop").await;
+    let mut stream = health.watch(check()).await.expect("a stream").into_inner();
+    let mut updates = Vec::new();
+    while let Some(update) = stream.message().await.expect("no error reaches the client") {
+        updates.push(update.status);
+    }
+    assert_eq!(
+        updates,
+        [
+            ServingStatus::NotServing as i32,
+            ServingStatus::Serving as i32
+        ],
+        "the second try's stream, and nothing of the first"
+    );
+    assert_eq!(service.watches.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(grpc_answers(&payments, "inbound", "UNAVAILABLE").await, 1.0);
+    assert_eq!(grpc_answers(&orders, "outbound", "UNAVAILABLE").await, 0.0);
+    assert_eq!(grpc_answers(&orders, "outbound", "OK").await, 1.0);
 }
 
 /// A `grpc-timeout` value (`<digits><unit>`) in milliseconds.

@@ -126,17 +126,37 @@ async fn requests_are_counted_on_both_sides() {
         assert_eq!(reply.status, 200);
     }
     let outbound = orders
-        .metric("outrigger_requests_total{direction=\"outbound\",service=\"payments.shop\",status_code=\"200\",error=\"\"}")
+        .metric_sum(
+            "outrigger_requests_total",
+            &[
+                ("direction", "outbound"),
+                ("service", "payments.shop"),
+                ("status_code", "200"),
+                ("error", ""),
+            ],
+        )
         .await;
-    assert_eq!(outbound, Some(5.0));
+    assert_eq!(outbound, 5.0);
+    // The inbound side names the caller by its verified identity: the edge orders→payments.
     let inbound = payments
-        .metric("outrigger_requests_total{direction=\"inbound\",service=\"payments\",status_code=\"200\",error=\"\"}")
+        .metric_sum(
+            "outrigger_requests_total",
+            &[
+                ("direction", "inbound"),
+                ("service", "payments"),
+                ("caller", "spiffe://cluster.local/ns/shop/sa/orders"),
+                ("status_code", "200"),
+            ],
+        )
         .await;
-    assert_eq!(inbound, Some(5.0));
+    assert_eq!(inbound, 5.0);
     let histogram = orders
-        .metric("outrigger_request_duration_seconds_count{direction=\"outbound\",service=\"payments.shop\"}")
+        .metric_sum(
+            "outrigger_request_duration_seconds_count",
+            &[("direction", "outbound"), ("service", "payments.shop")],
+        )
         .await;
-    assert_eq!(histogram, Some(5.0));
+    assert_eq!(histogram, 5.0);
 }
 
 /// The performance budget's first rule: connections between sidecars are reused. 100

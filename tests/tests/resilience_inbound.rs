@@ -106,9 +106,12 @@ async fn a_concurrency_limit_queues_then_refuses_with_503() {
     // The queued request is in payments' sidecar (in flight there, not in the app).
     eventually("a request waits in the queue", START_LIMIT, || async {
         payments
-            .metric("outrigger_inflight_requests{direction=\"inbound\",service=\"payments\"}")
+            .metric_sum(
+                "outrigger_inflight_requests",
+                &[("direction", "inbound"), ("service", "payments")],
+            )
             .await
-            == Some(2.0)
+            == 2.0
     })
     .await;
     let refused = spawn_get(&orders, "/").await.expect("request task");

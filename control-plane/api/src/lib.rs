@@ -4,6 +4,7 @@
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod duration;
+pub mod exposition;
 pub mod resource;
 pub mod retry_condition;
 pub mod server_policy;

@@ -217,8 +217,8 @@ pub struct Fallback {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteSpec {
-    /// What access logs, spans and metrics call the route (a DNS label, unique in the
-    /// policy); an unnamed route shows as none.
+    /// A name for the route's metrics (`route` label) and access log; unnamed routes
+    /// are counted with the service's other requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "match")]

@@ -170,17 +170,19 @@ impl TrafficPolicySpec {
         if let Some(fallback) = &self.fallback {
             check_fallback(&mut p, "spec.fallback", fallback);
         }
+        let mut names = std::collections::BTreeSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("spec.routes[{i}]");
             if let Some(name) = &route.name {
-                check_route_name(&mut p, &format!("{at}.name"), name);
-                if self.routes[..i]
-                    .iter()
-                    .any(|r| r.name.as_ref() == Some(name))
-                {
+                if !is_route_name(name) {
                     p.add(
                         format!("{at}.name"),
-                        "names another route already: names are unique in a policy",
+                        format!("{name:?} is not a route name: 1 to 63 characters of a-z, 0-9 and '-', starting with a letter"),
+                    );
+                } else if !names.insert(name.as_str()) {
+                    p.add(
+                        format!("{at}.name"),
+                        format!("{name:?} names an earlier route too"),
                     );
                 }
             }
@@ -205,22 +207,13 @@ impl TrafficPolicySpec {
     }
 }
 
-/// A route name goes into log lines and metric labels as is: a DNS label keeps it safe
-/// there (lower-case letters, digits and `-`, 1 to 63 characters).
-fn check_route_name(p: &mut Problems, at: &str, name: &str) {
-    let label = !name.is_empty()
-        && name.len() <= 63
+/// A route name is a metric label value and a log field: short, lower case, no spaces.
+fn is_route_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !label {
-        p.add(
-            at.to_string(),
-            "must be a DNS label: 1 to 63 lower-case letters, digits or '-', not starting or ending with '-'",
-        );
-    }
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// A backend list sends traffic somewhere: at least one weight above 0, each service

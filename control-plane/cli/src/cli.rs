@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use outrigger_api::parse_duration;
 use outrigger_certs::DEFAULT_TRUST_DOMAIN;
-use outrigger_control_plane::ServeConfig;
 use outrigger_control_plane::inject::InjectConfig;
+use outrigger_control_plane::{ClusterMode, ServeConfig};
 
 #[derive(Parser)]
 #[command(
@@ -31,7 +31,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
     /// Run the control plane: certificate API, config stream, health and metrics.
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Run a whole mesh on loopback: control plane, two services with sidecars, traffic.
     Demo(DemoArgs),
     /// Validate policy files (files or directories, read as one set): print every error
@@ -171,8 +171,27 @@ pub(crate) struct TokenCreateArgs {
 pub(crate) struct ControlPlaneArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
-    #[arg(long, env = "OUTRIGGER_POLICY_DIR")]
-    pub policy_dir: PathBuf,
+    /// The policy files to serve (file mode; not read with --kubernetes).
+    #[arg(
+        long,
+        env = "OUTRIGGER_POLICY_DIR",
+        required_unless_present = "kubernetes"
+    )]
+    pub policy_dir: Option<PathBuf>,
+    /// Cluster mode: read MeshServices, policies, Services and EndpointSlices from the
+    /// API server, keep the CA in a Secret (made on the first start), check
+    /// service-account tokens with TokenReview.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Cluster mode: the control plane's namespace, which holds the CA Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "outrigger")]
+    pub namespace: String,
+    /// Cluster mode: the Secret that holds the CA.
+    #[arg(long, default_value = "outrigger-ca")]
+    pub ca_secret: String,
+    /// Cluster mode: the trust domain of the CA made on the first start.
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
     /// HTTPS API for sidecars.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
@@ -212,7 +231,13 @@ impl ControlPlaneArgs {
                 proxy_image: self.proxy_image,
                 ..InjectConfig::default()
             },
-            ..ServeConfig::new(self.data_dir, self.policy_dir)
+            kubernetes: self.kubernetes.then(|| ClusterMode {
+                client: None,
+                namespace: self.namespace,
+                ca_secret: self.ca_secret,
+                trust_domain: self.trust_domain,
+            }),
+            ..ServeConfig::new(self.data_dir, self.policy_dir.unwrap_or_default())
         }
     }
 }

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use outrigger_api::exposition;
 
 use super::Shared;
 use super::body::{RespBody, json, whole};
 use crate::metrics::Gauges;
 
 const TEXT: &str = "text/plain; charset=utf-8";
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBody> {
     if !matches!(req.method(), &Method::GET | &Method::HEAD) {
@@ -26,22 +26,48 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
         "/live" => whole(StatusCode::OK, TEXT, "live\n"),
         // Ready once the CA and the policy are loaded and both listeners are serving;
         // not ready again while shutting down, so that traffic moves elsewhere.
-        "/ready" if shared.ready.load(Ordering::Acquire) => whole(StatusCode::OK, TEXT, "ready\n"),
-        "/ready" => whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n"),
+        "/ready" => ready(shared),
         "/api/status" => {
             let version = shared.snapshots.current().version;
             let status = shared.proxies.status(version, shared.health.errors());
             json(StatusCode::OK, &status)
         }
         "/metrics" => {
-            let text = shared.metrics.render(Gauges {
+            let openmetrics = shared.metrics.render(Gauges {
                 watchers: shared.watchers.count(),
                 config_version: shared.snapshots.current().version,
                 config_valid: shared.health.is_valid(),
                 registered_instances: shared.registry.healthy_count(),
             });
-            whole(StatusCode::OK, PROMETHEUS_TEXT, text)
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (text, content_type) = exposition::negotiate(openmetrics, accept);
+            whole(StatusCode::OK, content_type, text)
         }
         _ => whole(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
+}
+
+/// Ready once serving; in cluster mode, also once every watch has listed and while
+/// none fails (a refused or missing one is named, so `kubectl describe` shows why).
+fn ready(shared: &Shared) -> Response<RespBody> {
+    if !shared.ready.load(Ordering::Acquire) {
+        return whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n");
+    }
+    let problems = shared
+        .cluster_health
+        .as_ref()
+        .map(|h| h.problems())
+        .unwrap_or_default();
+    if problems.is_empty() {
+        return whole(StatusCode::OK, TEXT, "ready\n");
+    }
+    let mut text = String::from("not ready:\n");
+    for problem in problems {
+        text.push_str(&problem);
+        text.push('\n');
+    }
+    whole(StatusCode::SERVICE_UNAVAILABLE, TEXT, text)
 }

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use super::api_error::ApiFailure;
 use super::body::{RespBody, json};
 use super::{ConnInfo, Shared};
+use crate::kubernetes::ReviewError;
 use crate::metrics::ProvenBy;
 
 /// A CSR and a token fit in a few KiB; anything much larger is not a certificate request.
@@ -68,13 +69,7 @@ async fn issue(
     // sent along (say, still in its environment) must not let it become someone else.
     let (identity, proven_by) = match (&conn.identity, &request.token) {
         (Some(identity), _) => (identity.clone(), ProvenBy::Certificate),
-        (None, Some(token)) => {
-            let identity = shared
-                .tokens
-                .verify(token, SystemTime::now())
-                .map_err(|e| ApiFailure::Unauthenticated(e.to_string()))?;
-            (identity, ProvenBy::Token)
-        }
+        (None, Some(token)) => (bootstrap_identity(shared, token).await?, ProvenBy::Token),
         (None, None) => {
             return Err(ApiFailure::Unauthenticated(
                 "no proof of identity: send a bootstrap token, or renew over mTLS with your current certificate".into(),
@@ -101,6 +96,26 @@ async fn issue(
         expires_at: issued.not_after,
     };
     Ok((response, identity, proven_by))
+}
+
+/// Who a bootstrap token proves: a local token (`v1.`, from `outrigger token create`)
+/// is checked here; in cluster mode any other is a service-account token for the API
+/// server's TokenReview.
+async fn bootstrap_identity(shared: &Shared, token: &str) -> Result<SpiffeId, ApiFailure> {
+    let local = token.trim_start().starts_with("v1.");
+    match &shared.token_review {
+        Some(reviewer) if !local => reviewer.review(token).await.map_err(|e| match e {
+            ReviewError::Denied(_) => ApiFailure::Unauthenticated(e.to_string()),
+            ReviewError::Unavailable(_) => {
+                error!("{e}");
+                ApiFailure::Internal
+            }
+        }),
+        _ => shared
+            .tokens
+            .verify(token, SystemTime::now())
+            .map_err(|e| ApiFailure::Unauthenticated(e.to_string())),
+    }
 }
 
 pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, ApiFailure> {

@@ -26,4 +26,7 @@ pub enum ServeError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Cluster mode: the API server cannot be reached, or the CA Secret not used.
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
 }

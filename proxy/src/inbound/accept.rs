@@ -5,7 +5,6 @@
 //! an open one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -75,17 +74,17 @@ pub(super) async fn accept(
     let tls = match result {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
-            registry.tls_handshakes_failed.fetch_add(1, Relaxed);
+            registry.tls_handshakes_failed.inc();
             tracing::warn!(%peer, reason = %crate::tls_io_error(&error), "refused inbound connection");
             return None;
         }
         Err(_) => {
-            registry.tls_handshakes_failed.fetch_add(1, Relaxed);
+            registry.tls_handshakes_failed.inc();
             tracing::warn!(%peer, "refused inbound connection: handshake timed out");
             return None;
         }
     };
-    registry.tls_handshakes_ok.fetch_add(1, Relaxed);
+    registry.tls_handshakes_ok.inc();
     // The verifier has required a certificate with a SPIFFE id of our trust domain.
     let id = peer_identity(tls.get_ref().1.peer_certificates())?;
     let header = HeaderValue::from_str(id.as_str()).ok()?;

@@ -15,27 +15,32 @@ mod route;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Response};
+use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder};
 
 use crate::balance::InFlight;
+use crate::body::held::Held;
 use crate::error::ProxyError;
 use crate::outbound::Target;
 use crate::outbound::endpoint::Endpoint;
-use crate::resilience::policy::RoutePolicy;
+use crate::resilience::policy::{RouteIndex, RoutePolicy};
 use crate::resilience::replay::OutboundBody;
 use crate::resilience::retry_on::TryOutcome;
 
 pub(crate) use route::RouteError;
 
-/// The app's request and the authority it is for: what enters the stack.
+/// The app's request, the authority it is for, and the route of the called service's
+/// policy it matched (looked up once, by the caller of the stack): what enters the stack.
 pub(crate) struct AppRequest {
     pub request: Request<Incoming>,
     pub authority: Authority,
+    pub route: RouteIndex,
 }
 
 /// A routed request: its head prepared for the mesh hop, its body (buffered when it may
@@ -94,7 +99,7 @@ impl TryError {
 pub(crate) fn stack<'a>(
     target: &'a Target,
     backend: &'a Target,
-) -> impl Service<AppRequest, Response = Response<Incoming>, Error = RouteError<'a>, Future: Send>
+) -> impl Service<AppRequest, Response = Response<Held<Incoming>>, Error = RouteError<'a>, Future: Send>
 + Send
 + 'a {
     ServiceBuilder::new()
@@ -109,13 +114,17 @@ fn resilient<'a, C, B>(
     target: &'a Target,
     backend: &'a Target,
     connection: C,
-) -> impl Service<Routed<'a>, Response = Response<B>, Error = ProxyError, Future: Send> + Clone + Send + 'a
+) -> impl Service<Routed<'a>, Response = Response<Held<B>>, Error = ProxyError, Future: Send>
++ Clone
++ Send
++ 'a
 where
     C: Service<Picked<'a>, Response = Response<B>, Error = TryError, Future: Send>
         + Clone
         + Send
         + 'a,
-    B: Send + 'a,
+    B: Body<Data = Bytes> + Unpin + Send + 'a,
+    B::Error: Send,
 {
     ServiceBuilder::new()
         .layer(deadline::Deadline::layer())

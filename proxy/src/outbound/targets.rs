@@ -207,7 +207,7 @@ mod tests {
         }
 
         fn outbound_series(&self) -> usize {
-            let text = self.metrics.render();
+            let text = self.metrics.encode(&[]);
             text.lines()
                 .filter(|l| l.starts_with("outrigger_inflight_requests{direction=\"outbound\""))
                 .count()

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use http::uri::Authority;
@@ -75,7 +74,7 @@ impl Outbound {
             }
         };
         if detected == Detected::TimedOut {
-            self.registry.detect_timeouts.fetch_add(1, Relaxed);
+            self.registry.detect_timeouts.inc();
         }
         tracing::debug!(%destination, service = entry.key(), ?detected, "redirected connection");
         let io = Prefixed::new(read, stream);
@@ -151,7 +150,7 @@ impl Outbound {
 
     /// Not in the mesh: passed through to where it was going, as plain TCP.
     async fn egress(&self, client: TcpStream, destination: SocketAddr) {
-        self.registry.egress_connections.fetch_add(1, Relaxed);
+        self.registry.egress_connections.inc();
         tracing::debug!(%destination, "not in the mesh: passing through");
         match connect_tcp(destination, self.interception.connect_timeout).await {
             Ok(server) => opaque::relay(client, server, None, &self.egress).await,

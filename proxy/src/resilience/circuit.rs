@@ -5,10 +5,11 @@
 //! than `maxEjectedPercent` of them are ever out at once.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -73,9 +74,9 @@ impl EjectionCap {
 #[derive(Debug, Default)]
 pub(crate) struct CircuitMetrics {
     /// Trips seen, enforced or not.
-    pub detected: AtomicU64,
+    pub detected: Counter,
     /// Trips that ejected an endpoint.
-    pub enforced: AtomicU64,
+    pub enforced: Counter,
 }
 
 /// What `/circuits` shows about one endpoint.
@@ -202,7 +203,7 @@ async fn run(
             }
         };
         if let Some(trip) = why {
-            metrics.detected.fetch_add(1, Ordering::Relaxed);
+            metrics.detected.inc();
             // A failed probe keeps its place under the cap; a new ejection needs one.
             let allowed = holds_cap || cap.try_take();
             if allowed {
@@ -210,7 +211,7 @@ async fn run(
                 let until = breaker.eject(now);
                 circuit.gate.store(OPEN, Ordering::Release);
                 wake = Some(until);
-                metrics.enforced.fetch_add(1, Ordering::Relaxed);
+                metrics.enforced.inc();
                 tracing::warn!(endpoint = %circuit.report().endpoint, reason = %trip, ejected_for = ?(until - now), "circuit opened");
                 publish(
                     &circuit,
@@ -319,7 +320,7 @@ mod tests {
         assert_eq!(circuit.report().state, "closed");
         assert!(circuit.try_pass() && circuit.try_pass());
         assert_eq!(cap.ejected(), 0);
-        assert_eq!(metrics.enforced.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.enforced.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -346,8 +347,8 @@ mod tests {
         assert!(!a.is_usable());
         assert!(b.is_usable(), "the second ejection is refused");
         assert!(b.report().why.unwrap().contains("maxEjectedPercent"));
-        assert_eq!(metrics.detected.load(Ordering::Relaxed), 2);
-        assert_eq!(metrics.enforced.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.detected.get(), 2);
+        assert_eq!(metrics.enforced.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]

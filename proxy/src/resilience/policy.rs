@@ -48,8 +48,8 @@ pub(crate) struct BulkheadPolicy {
 /// What applies to one request.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RoutePolicy {
-    /// The route's name, when the TrafficPolicy gives one (`None` for the service's own).
-    pub name: Option<Arc<str>>,
+    /// The route's name in metrics (`route` label), when the policy gives one.
+    pub name: Option<Box<str>>,
     pub request_timeout: Option<Duration>,
     pub retry: RetryPolicy,
     pub fallback: Option<Fallback>,
@@ -64,6 +64,10 @@ pub(crate) struct WeightedBackend {
     pub weight: u32,
 }
 
+/// Which route of a [`ServicePolicy`] a request matched (`None`: the service's own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RouteIndex(Option<usize>);
+
 /// Everything about calling one service.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ServicePolicy {
@@ -75,8 +79,6 @@ pub(crate) struct ServicePolicy {
     pub bulkhead: BulkheadPolicy,
     default_route: RoutePolicy,
     routes: Vec<(RequestMatcher, RoutePolicy)>,
-    /// Whether any route names backends: read on every request, so decided here.
-    shifts: bool,
 }
 
 impl ServicePolicy {
@@ -115,7 +117,7 @@ impl ServicePolicy {
             .map(|route| {
                 let timeouts = merge_timeouts(&timeouts, route.timeouts.as_ref());
                 let policy = RoutePolicy {
-                    name: route.name.as_deref().map(Arc::from),
+                    name: route.name.as_deref().map(Box::from),
                     request_timeout: timeouts.request.map(|d| d.get()),
                     retry: retry_policy(route.retries.as_ref().unwrap_or(&retries), &retries, grpc),
                     fallback: route.fallback.clone().or_else(|| spec.fallback.clone()),
@@ -128,8 +130,6 @@ impl ServicePolicy {
             })
             .collect();
         let budget = retries.budget.as_ref();
-        let shifts = default_route.backends.is_some()
-            || routes.iter().any(|(_, route)| route.backends.is_some());
         ServicePolicy {
             connect_timeout: timeouts.connect.map(|d| d.get()).unwrap_or(connect_default),
             idle_timeout: timeouts.idle.map(|d| d.get()),
@@ -149,23 +149,24 @@ impl ServicePolicy {
             bulkhead: bulkhead_policy(spec.bulkhead.as_ref()),
             default_route,
             routes,
-            shifts,
         }
     }
 
-    /// Whether any of its requests may go to another service (traffic shifting): only
-    /// then does a request look its route up before the stack.
-    pub(crate) fn shifts_traffic(&self) -> bool {
-        self.shifts
+    /// The first matching route, or the service's own: looked up once per request, and
+    /// read again by index ([`Self::route_at`]) further down the stack.
+    pub(crate) fn route(&self, method: &Method, path: &str, headers: &HeaderMap) -> RouteIndex {
+        RouteIndex(
+            self.routes
+                .iter()
+                .position(|(matcher, _)| matcher.matches_request(method, path, headers)),
+        )
     }
 
-    /// The first matching route's policy, or the service's.
-    pub(crate) fn route(&self, method: &Method, path: &str, headers: &HeaderMap) -> &RoutePolicy {
-        self.routes
-            .iter()
-            .find(|(matcher, _)| matcher.matches_request(method, path, headers))
-            .map(|(_, policy)| policy)
-            .unwrap_or(&self.default_route)
+    pub(crate) fn route_at(&self, index: RouteIndex) -> &RoutePolicy {
+        match index.0.and_then(|i| self.routes.get(i)) {
+            Some((_, policy)) => policy,
+            None => &self.default_route,
+        }
     }
 }
 
@@ -263,7 +264,7 @@ mod tests {
     #[test]
     fn absent_policy_gives_the_design_defaults() {
         let policy = ServicePolicy::resolve(None, Protocol::Http, "shop", Duration::from_secs(1));
-        let route = policy.route(&Method::GET, "/", &HeaderMap::new());
+        let route = policy.route_at(policy.route(&Method::GET, "/", &HeaderMap::new()));
         assert_eq!(route.request_timeout, None);
         assert_eq!(route.retry.attempts, 1);
         assert_eq!(route.retry.retry_on, RetryOn::default_conditions(false));
@@ -336,7 +337,7 @@ mod tests {
         let policy =
             ServicePolicy::resolve(Some(&spec), Protocol::Http, "shop", Duration::from_secs(1));
         assert_eq!(policy.connect_timeout, Duration::from_millis(300));
-        let post = policy.route(&Method::POST, "/charge/now", &HeaderMap::new());
+        let post = policy.route_at(policy.route(&Method::POST, "/charge/now", &HeaderMap::new()));
         assert_eq!(post.retry.attempts, 0);
         assert_eq!(
             post.retry.per_try_timeout,
@@ -345,14 +346,14 @@ mod tests {
         );
         assert_eq!(post.request_timeout, Some(Duration::from_secs(5)));
         assert_eq!(post.name.as_deref(), Some("charge"));
-        let get = policy.route(&Method::GET, "/charge", &HeaderMap::new());
+        let get = policy.route_at(policy.route(&Method::GET, "/charge", &HeaderMap::new()));
         assert_eq!(
             get.request_timeout,
             Some(Duration::from_millis(100)),
             "second route"
         );
         assert_eq!(get.retry.attempts, 2, "no retries override: the policy's");
-        let other = policy.route(&Method::GET, "/other", &HeaderMap::new());
+        let other = policy.route_at(policy.route(&Method::GET, "/other", &HeaderMap::new()));
         assert_eq!(other.request_timeout, Some(Duration::from_secs(2)));
     }
 

@@ -80,6 +80,11 @@ impl RetryOn {
         RetryOn(conditions)
     }
 
+    /// Whether any condition reads a `grpc-status` (so a gRPC answer's trailers matter).
+    pub(crate) fn reads_grpc(&self) -> bool {
+        self.0.iter().any(|c| c.grpc_status().is_some())
+    }
+
     pub(crate) fn retries(&self, outcome: TryOutcome) -> bool {
         self.0.iter().any(|c| matches(*c, outcome))
     }

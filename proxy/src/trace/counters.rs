@@ -1,58 +1,59 @@
-//! What tracing lost or sent, as plain atomics, and their Prometheus text: kept apart
-//! from `metrics.rs` so that the admin page can take them in whatever form it renders.
+//! What tracing lost or sent: counters shared with the access log writer and the span
+//! exporter, and offered to `/metrics` as a registry of their own (the admin page
+//! encodes it beside the proxy's).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 #[derive(Debug, Default)]
 pub(crate) struct TraceCounters {
     /// Access log lines dropped because the writer had fallen behind.
-    pub access_log_dropped: AtomicU64,
+    pub access_log_dropped: Counter,
     /// Spans dropped because the export queue was full.
-    pub spans_dropped: AtomicU64,
+    pub spans_dropped: Counter,
     /// Spans the collector accepted.
-    pub spans_exported: AtomicU64,
+    pub spans_exported: Counter,
     /// Spans lost because the collector refused their batch or could not be reached.
-    pub spans_failed: AtomicU64,
+    pub spans_failed: Counter,
 }
 
 impl TraceCounters {
-    pub(crate) fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    pub(crate) fn inc(counter: &Counter) {
+        counter.inc();
     }
 
-    pub(crate) fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Relaxed);
+    pub(crate) fn add(counter: &Counter, n: usize) {
+        counter.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
-    /// Appends the counters to a Prometheus text page (format 0.0.4).
-    pub(crate) fn render(&self, out: &mut String) {
+    /// The counters as a registry for the admin page (they share their values with it).
+    pub(crate) fn registry(&self) -> Registry {
+        let mut registry = Registry::with_prefix("outrigger");
         for (name, help, counter) in [
             (
-                "outrigger_access_log_dropped_total",
-                "Access log lines dropped because the writer had fallen behind.",
+                "access_log_dropped",
+                "Access log lines dropped because the writer had fallen behind",
                 &self.access_log_dropped,
             ),
             (
-                "outrigger_spans_dropped_total",
-                "Spans dropped because the OTLP export queue was full.",
+                "spans_dropped",
+                "Spans dropped because the OTLP export queue was full",
                 &self.spans_dropped,
             ),
             (
-                "outrigger_spans_exported_total",
-                "Spans the OTLP collector accepted.",
+                "spans_exported",
+                "Spans the OTLP collector accepted",
                 &self.spans_exported,
             ),
             (
-                "outrigger_spans_failed_total",
-                "Spans lost because the OTLP collector refused their batch or could not be reached.",
+                "spans_failed",
+                "Spans lost because the OTLP collector refused their batch or could not be reached",
                 &self.spans_failed,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", counter.load(Relaxed));
+            registry.register(name, help, counter.clone());
         }
+        registry
     }
 }
 
@@ -61,18 +62,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_every_counter_with_help_and_type() {
+    fn the_registry_shows_every_counter() {
         let counters = TraceCounters::default();
         TraceCounters::add(&counters.spans_dropped, 3);
         TraceCounters::inc(&counters.access_log_dropped);
         let mut page = String::new();
-        counters.render(&mut page);
+        prometheus_client::encoding::text::encode(&mut page, &counters.registry()).unwrap();
         assert!(
             page.contains("\noutrigger_spans_dropped_total 3\n"),
-            "{page}"
-        );
-        assert!(
-            page.starts_with("# HELP outrigger_access_log_dropped_total "),
             "{page}"
         );
         assert!(
@@ -80,9 +77,12 @@ mod tests {
             "{page}"
         );
         assert!(
-            page.contains("# TYPE outrigger_spans_failed_total counter\n"),
+            page.contains("\noutrigger_spans_exported_total 0\n"),
             "{page}"
         );
-        assert_eq!(page.lines().count(), 12);
+        assert!(
+            page.contains("# TYPE outrigger_spans_failed counter\n"),
+            "{page}"
+        );
     }
 }

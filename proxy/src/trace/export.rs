@@ -238,7 +238,6 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::Ordering::Relaxed;
 
     use super::*;
     use crate::trace::record::sample;
@@ -342,6 +341,6 @@ mod tests {
         for _ in 0..5 {
             spans.push(Arc::new(sample()));
         }
-        assert_eq!(counters.spans_dropped.load(Relaxed), 3);
+        assert_eq!(counters.spans_dropped.get(), 3);
     }
 }

@@ -69,15 +69,10 @@ impl Exchange {
     /// Outbound: the service called, the identity its sidecar must present (every mTLS
     /// connection to it checks that identity), and the route; returns the retry count
     /// to attach to the request.
-    pub(crate) fn called(
-        &mut self,
-        service: &str,
-        peer: &str,
-        route: Option<&Arc<str>>,
-    ) -> RetryCount {
+    pub(crate) fn called(&mut self, service: &str, peer: &str, route: Option<&str>) -> RetryCount {
         self.service = Some(Arc::from(service));
         self.peer = Some(peer.to_string());
-        self.route = route.cloned();
+        self.route = route.map(Arc::from);
         let retries = RetryCount::default();
         self.retries = Some(retries.clone());
         retries

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use outrigger_certs::{SpiffeId, check_peer_id};
@@ -77,11 +76,11 @@ pub(crate) async fn connect_mesh(
         });
     match tls {
         Ok(tls) => {
-            metrics.tls_handshakes_ok.fetch_add(1, Relaxed);
+            metrics.tls_handshakes_ok.inc();
             Ok(tls)
         }
         Err(error) => {
-            metrics.tls_handshakes_failed.fetch_add(1, Relaxed);
+            metrics.tls_handshakes_failed.inc();
             tracing::warn!(%addr, error = %error.message, "refusing peer");
             Err(error)
         }

@@ -3,22 +3,32 @@
 //! with full jitter (at least a 503's `Retry-After`), when the budget grants it, the body
 //! can be sent again, and the deadline leaves time. A retried request is marked so that
 //! sidecars further on do not retry it again.
+//!
+//! A gRPC answer keeps its status in trailers, after its messages. When the route
+//! retries on a gRPC status and the request may still be retried, a gRPC answer whose
+//! head carries no status is read ahead (`body/held.rs`): up to the retry buffer's size
+//! and for at most [`GRPC_HOLD`], so that its trailers can still ask for another try
+//! before any of it reaches the caller.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::Body;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
 use super::{Routed, Try, TryError};
 use crate::backoff::Backoff;
+use crate::body::held::{Held, ReadAhead, read_ahead};
 use crate::error::ProxyError;
 use crate::outbound::Target;
 use crate::outbound::request::copy_head;
 use crate::resilience::counters::ResilienceCounters;
 use crate::resilience::deadline;
+use crate::resilience::policy::MAX_RETRY_BODY;
 use crate::resilience::replay::OutboundBody;
 use crate::resilience::retry_on::{TryOutcome, retry_after};
 use crate::trace::RetryCount;
@@ -26,6 +36,11 @@ use crate::trace::RetryCount;
 /// Marks a retried request (1 for the first retry); a sidecar seeing it does not retry
 /// the request again, so retries never multiply across hops.
 pub(crate) const RETRY_ATTEMPT_HEADER: &str = "outrigger-retry-attempt";
+
+/// How long a gRPC answer's body may be held for its trailers. A unary answer's
+/// messages and trailers arrive together, well within it; a server stream that pauses
+/// longer is passed on, and is not retried.
+pub(crate) const GRPC_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone)]
 pub(crate) struct Retry<'a, S> {
@@ -56,12 +71,13 @@ impl<'a, S, B> Service<Routed<'a>> for Retry<'a, S>
 where
     S: Service<Try, Response = Response<B>, Error = TryError> + Clone + Send + 'a,
     S::Future: Send,
-    B: Send + 'a,
+    B: Body<Data = Bytes> + Unpin + Send + 'a,
+    B::Error: Send,
 {
-    type Response = Response<B>;
+    type Response = Response<Held<B>>;
     type Error = ProxyError;
     /// Boxed: the loop of tries and backoff sleeps is an `async` block.
-    type Future = Pin<Box<dyn Future<Output = Result<Response<B>, ProxyError>> + Send + 'a>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Held<B>>, ProxyError>> + Send + 'a>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         // Each try readies the layers below (the bulkhead admits it there).
@@ -83,9 +99,10 @@ async fn tries<S, B>(
     target: &Target,
     mut inner: S,
     req: Routed<'_>,
-) -> Result<Response<B>, ProxyError>
+) -> Result<Response<Held<B>>, ProxyError>
 where
     S: Service<Try, Response = Response<B>, Error = TryError>,
+    B: Body<Data = Bytes> + Unpin,
 {
     let Routed {
         head,
@@ -126,17 +143,19 @@ where
             Ok(ready) => ready.call(one).await,
             Err(error) => Err(error),
         };
+        let may_retry_this = may_retry && replayable && attempt < route.retry.attempts;
         let (result, outcome) = match tried {
+            Ok(response) if may_retry_this && route.retry.retry_on.reads_grpc() => {
+                let (response, outcome) = hold_grpc(response, deadline).await;
+                (Ok(response), Some(outcome))
+            }
             Ok(response) => {
                 let outcome = TryOutcome::of_response(&response);
-                (Ok(response), Some(outcome))
+                (Ok(response.map(Held::passthrough)), Some(outcome))
             }
             Err(TryError { error, outcome }) => (Err(error), outcome),
         };
-        let wanted = may_retry
-            && replayable
-            && attempt < route.retry.attempts
-            && outcome.is_some_and(|o| route.retry.retry_on.retries(o));
+        let wanted = may_retry_this && outcome.is_some_and(|o| route.retry.retry_on.retries(o));
         if !wanted {
             return result;
         }
@@ -151,7 +170,7 @@ where
         }
         let mut delay = backoff.next_delay();
         if let Ok(response) = &result
-            && response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+            && response.status() == StatusCode::SERVICE_UNAVAILABLE
         {
             delay = delay.max(retry_after(response.headers()).unwrap_or_default());
         }
@@ -168,4 +187,36 @@ where
             count.set(attempt);
         }
     }
+}
+
+/// How `response` ended, reading its body ahead when it is a gRPC answer whose status
+/// is still to come (in its trailers).
+async fn hold_grpc<B>(
+    response: Response<B>,
+    deadline: Option<Instant>,
+) -> (Response<Held<B>>, TryOutcome)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let outcome = TryOutcome::of_response(&response);
+    let awaits_trailers =
+        outcome == TryOutcome::Status(StatusCode::OK) && crate::error::is_grpc(response.headers());
+    if !awaits_trailers {
+        return (response.map(Held::passthrough), outcome);
+    }
+    let mut until = Instant::now() + GRPC_HOLD;
+    if let Some(deadline) = deadline {
+        until = until.min(deadline);
+    }
+    let (head, body) = response.into_parts();
+    let (held, found) = read_ahead(body, MAX_RETRY_BODY, until).await;
+    let outcome = match found {
+        ReadAhead::Complete {
+            grpc_status: Some(code),
+        } => TryOutcome::Grpc(code),
+        // Nothing reached the caller: a body that broke is a reset like any other.
+        ReadAhead::Failed => TryOutcome::Reset,
+        ReadAhead::Complete { grpc_status: None } | ReadAhead::Released => outcome,
+    };
+    (Response::from_parts(head, held), outcome)
 }

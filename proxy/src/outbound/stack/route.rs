@@ -74,11 +74,7 @@ where
 
     fn call(&mut self, req: AppRequest) -> Self::Future {
         let target: &'a Target = self.target;
-        let route = target.resolved.route(
-            req.request.method(),
-            req.request.uri().path(),
-            req.request.headers(),
-        );
+        let route = target.resolved.route_at(req.route);
         // The readied service goes with the request; a copy stays for the next.
         let copy = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, copy);
@@ -95,7 +91,9 @@ where
 /// The request routed: its limit, whether it may be retried, its head prepared and its
 /// body read if it may be.
 async fn routed(route: &RoutePolicy, req: AppRequest) -> Result<Routed<'_>, ProxyError> {
-    let AppRequest { request, authority } = req;
+    let AppRequest {
+        request, authority, ..
+    } = req;
     let (mut head, body) = request.into_parts();
     let started = Instant::now();
     let limit = match (

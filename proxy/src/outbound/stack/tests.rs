@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,6 +17,8 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use super::{Picked, Routed, TryError, resilient};
+use crate::body::held::Held;
+use crate::body::held::tests::Script;
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
 use crate::mesh::ServiceEntry;
@@ -37,6 +38,9 @@ enum Step {
     Reset,
     /// Never answers.
     Hang,
+    /// A gRPC answer: HTTP 200, a message of this many bytes, then trailers with this
+    /// `grpc-status`.
+    Grpc(usize, u16),
 }
 
 /// A connection that plays a script, one step per try, and notes where each try went.
@@ -60,9 +64,9 @@ impl Scripted {
 }
 
 impl<'a> Service<Picked<'a>> for Scripted {
-    type Response = Response<()>;
+    type Response = Response<Script>;
     type Error = TryError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<()>, TryError>> + Send + 'a>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Script>, TryError>> + Send + 'a>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), TryError>> {
         Poll::Ready(Ok(()))
@@ -81,8 +85,16 @@ impl<'a> Service<Picked<'a>> for Scripted {
         Box::pin(async move {
             in_flight.dispatched(Instant::now());
             let answer = |status| {
-                let mut response = Response::new(());
+                let mut response = Response::new(Script::default());
                 *response.status_mut() = StatusCode::from_u16(status).expect("a status");
+                Ok(response)
+            };
+            let grpc = |size, status| {
+                let mut response = Response::new(Script::grpc(size, status));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/grpc"),
+                );
                 Ok(response)
             };
             let failed = |code, outcome| {
@@ -100,6 +112,7 @@ impl<'a> Service<Picked<'a>> for Scripted {
                 }
                 Step::Reset => failed(ErrorCode::UpstreamReset, TryOutcome::Reset),
                 Step::Hang => std::future::pending().await,
+                Step::Grpc(size, status) => grpc(size, status),
             };
             in_flight.finish(result.is_ok(), Instant::now());
             result
@@ -159,7 +172,7 @@ pub(in crate::outbound) fn target(endpoints: u16, policy: &str) -> Fixture {
 }
 
 /// A GET through the stack below the route, as the route layer would hand it on.
-async fn get(target: &Target, connection: Scripted) -> Result<Response<()>, ProxyError> {
+async fn get(target: &Target, connection: Scripted) -> Result<Response<Held<Script>>, ProxyError> {
     send(target, connection, Method::GET).await
 }
 
@@ -167,14 +180,17 @@ async fn send(
     target: &Target,
     connection: Scripted,
     method: Method,
-) -> Result<Response<()>, ProxyError> {
+) -> Result<Response<Held<Script>>, ProxyError> {
     let (head, ()) = Request::builder()
         .method(method.clone())
         .uri("http://payments.shop/")
         .body(())
         .expect("a request")
         .into_parts();
-    let route = target.resolved.route(&method, "/", &http::HeaderMap::new());
+    let route =
+        target
+            .resolved
+            .route_at(target.resolved.route(&method, "/", &http::HeaderMap::new()));
     let routed = Routed {
         head,
         body: OutboundBody::Buffered(None),
@@ -187,10 +203,6 @@ async fn send(
     resilient(target, target, connection).oneshot(routed).await
 }
 
-fn counter(value: &std::sync::atomic::AtomicU64) -> u64 {
-    value.load(Relaxed)
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_connect_failure_is_retried_on_another_endpoint() {
     let f = target(2, "{}");
@@ -200,7 +212,7 @@ async fn a_connect_failure_is_retried_on_another_endpoint() {
     let tries = connection.tries();
     assert_eq!(tries.len(), 2);
     assert_ne!(tries[0], tries[1], "the retry went elsewhere");
-    assert_eq!(counter(&f.target.metrics.resilience.retries), 1);
+    assert_eq!(f.target.metrics.resilience.retries.get(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,8 +259,8 @@ async fn an_empty_budget_refuses_the_retry_and_counts_it() {
         .expect_err("no retry");
     assert_eq!(error.code, ErrorCode::ConnectFailed);
     assert_eq!(connection.tries().len(), 1);
-    assert_eq!(counter(&f.target.metrics.resilience.budget_exhausted), 1);
-    assert_eq!(counter(&f.target.metrics.resilience.retries), 0);
+    assert_eq!(f.target.metrics.resilience.budget_exhausted.get(), 1);
+    assert_eq!(f.target.metrics.resilience.retries.get(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -314,7 +326,7 @@ async fn failed_tries_open_the_breaker_and_the_next_request_is_refused() {
         .expect_err("refused");
     assert_eq!(error.code, ErrorCode::CircuitOpen);
     assert!(connection.tries().is_empty(), "the endpoint was spared");
-    assert_eq!(counter(&f.target.metrics.resilience.circuits.enforced), 1);
+    assert_eq!(f.target.metrics.resilience.circuits.enforced.get(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -337,4 +349,54 @@ async fn answers_below_500_and_timeouts_of_the_whole_request_do_not_count_as_fai
         .await
         .expect("still closed");
     assert_eq!(response.status(), 200);
+}
+
+/// The `grpc-status` in the trailers of an answer, read to its end.
+async fn trailer_status(response: Response<Held<Script>>) -> Option<String> {
+    use http_body_util::BodyExt as _;
+    let collected = response.into_body().collect().await.expect("the body");
+    let trailers = collected.trailers()?;
+    Some(trailers.get("grpc-status")?.to_str().ok()?.to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_status_in_the_trailers_of_a_small_answer_is_retried() {
+    let f = target(
+        2,
+        r#"{"retries": {"attempts": 2, "retryOn": ["unavailable"]}}"#,
+    );
+    let connection = Scripted::new(&[Step::Grpc(100, 14), Step::Grpc(100, 0)]);
+    let response = get(&f.target, connection.clone()).await.expect("answered");
+    assert_eq!(connection.tries().len(), 2, "UNAVAILABLE was retried");
+    assert_eq!(trailer_status(response).await.as_deref(), Some("0"));
+    assert_eq!(f.target.metrics.resilience.retries.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_answer_larger_than_the_retry_buffer_goes_to_the_caller_as_it_is() {
+    let f = target(
+        2,
+        r#"{"retries": {"attempts": 2, "retryOn": ["unavailable"]}}"#,
+    );
+    let large = crate::resilience::policy::MAX_RETRY_BODY + 1;
+    let connection = Scripted::new(&[Step::Grpc(large, 14)]);
+    let response = get(&f.target, connection.clone()).await.expect("answered");
+    assert_eq!(
+        connection.tries().len(),
+        1,
+        "its data may have reached the caller"
+    );
+    assert_eq!(trailer_status(response).await.as_deref(), Some("14"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_status_not_in_retry_on_is_not_retried() {
+    let f = target(
+        2,
+        r#"{"retries": {"attempts": 2, "retryOn": ["unavailable"]}}"#,
+    );
+    let connection = Scripted::new(&[Step::Grpc(10, 5)]);
+    let response = get(&f.target, connection.clone()).await.expect("answered");
+    assert_eq!(connection.tries().len(), 1);
+    assert_eq!(trailer_status(response).await.as_deref(), Some("5"));
 }
