@@ -20,12 +20,14 @@ use crate::mesh::MeshState;
 use crate::metrics::ProxyMetrics;
 use crate::outbound::Targets;
 use crate::serve::{Drain, accept_loop, http_builder};
+use crate::trace::TraceCounters;
 
 pub(crate) struct Admin {
     pub identity: Arc<Identity>,
     pub mesh: Arc<MeshState>,
     pub targets: Arc<Targets>,
     pub metrics: Arc<ProxyMetrics>,
+    pub trace_counters: Arc<TraceCounters>,
 }
 
 impl Admin {
@@ -62,7 +64,8 @@ impl Admin {
             "/ready" => self.ready(),
             "/metrics" => {
                 let circuits = crate::circuits_view::registry(&self.targets.built());
-                let openmetrics = self.metrics.encode(&[&circuits]);
+                let tracing = self.trace_counters.registry();
+                let openmetrics = self.metrics.encode(&[&circuits, &tracing]);
                 let accept = req
                     .headers()
                     .get(http::header::ACCEPT)

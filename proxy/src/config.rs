@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod trace_settings;
+pub use trace_settings::{AccessLogFormat, TraceSettings};
+
 /// Outrigger sidecar proxy.
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -129,6 +132,10 @@ pub struct Config {
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     #[arg(long, env = "OUTRIGGER_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// The access log and span export.
+    #[command(flatten)]
+    pub trace: TraceSettings,
 }
 
 /// How the inbound side speaks to the app.

@@ -45,6 +45,7 @@ use crate::metrics::{ProxyMetrics, RequestMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
 use crate::serve::{Drain, accept_loop, http_builder};
+use crate::trace::Tracer;
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
 pub(crate) struct Inbound {
@@ -56,6 +57,7 @@ pub(crate) struct Inbound {
     registry: Arc<ProxyMetrics>,
     /// How long a plaintext (permissive) connection may take to show its protocol.
     detect_timeout: Duration,
+    tracer: Tracer,
 }
 
 impl Inbound {
@@ -66,6 +68,7 @@ impl Inbound {
         metrics: Arc<ServiceMetrics>,
         registry: Arc<ProxyMetrics>,
         detect_timeout: Duration,
+        tracer: Tracer,
     ) -> Result<Arc<Self>, crate::Error> {
         let clients = ClientIdVerifier::required(identity.bundle.clone(), &identity.trust_domain);
         let alpn = [&b"h2"[..], b"http/1.1", crate::opaque::ALPN];
@@ -77,6 +80,7 @@ impl Inbound {
             metrics,
             registry,
             detect_timeout,
+            tracer,
         }))
     }
 
@@ -158,14 +162,20 @@ impl Inbound {
     {
         // The caller→callee edge is counted apart: resolved once for the connection.
         let edge = self.metrics.edge(caller.id().unwrap_or(""), "");
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req| {
             let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
             let edge = edge.clone();
             async move {
                 let grpc = crate::error::is_grpc(req.headers());
+                let mut exchange = this.tracer.begin(&mut req);
+                if let Some(exchange) = &mut exchange {
+                    exchange.called_by(caller.id());
+                }
                 let response = this.forward(req, &caller, &edge, app.as_deref()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
-                Ok::<_, Infallible>(crate::error::for_caller(grpc, response))
+                let response = crate::error::for_caller(grpc, response);
+                this.tracer.end(exchange, &response);
+                Ok::<_, Infallible>(response)
             }
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);

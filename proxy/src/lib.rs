@@ -26,6 +26,7 @@ mod proxy;
 mod request_match;
 mod resilience;
 mod serve;
+mod trace;
 mod transport;
 
 use std::net::SocketAddr;

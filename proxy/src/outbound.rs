@@ -35,6 +35,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::mesh::{MeshState, ServiceEntry};
 use crate::metrics::{Direction, ProxyMetrics, ServiceMetrics};
 use crate::serve::{Drain, accept_loop, http_builder};
+use crate::trace::{Exchange, Tracer};
 
 pub(crate) use target::{Pick, Target, TargetContext};
 pub(crate) use targets::Targets;
@@ -49,6 +50,7 @@ pub(crate) struct Outbound {
     egress: Arc<ServiceMetrics>,
     interception: Interception,
     registry: Arc<ProxyMetrics>,
+    tracer: Tracer,
 }
 
 impl Outbound {
@@ -57,6 +59,7 @@ impl Outbound {
         targets: Arc<Targets>,
         metrics: &Arc<ProxyMetrics>,
         interception: Interception,
+        tracer: Tracer,
     ) -> Arc<Self> {
         Arc::new(Outbound {
             mesh,
@@ -65,6 +68,7 @@ impl Outbound {
             egress: metrics.service(Direction::Outbound, "egress"),
             interception,
             registry: metrics.clone(),
+            tracer,
         })
     }
 
@@ -111,13 +115,16 @@ impl Outbound {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req| {
             let (this, routed) = (self.clone(), routed.clone());
             async move {
                 let grpc = crate::error::is_grpc(req.headers());
-                let response = this.proxy(req, routed.as_ref()).await;
+                let mut exchange = this.tracer.begin(&mut req);
+                let response = this.proxy(req, routed.as_ref(), exchange.as_mut()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
-                Ok::<_, Infallible>(crate::error::for_caller(grpc, response))
+                let response = crate::error::for_caller(grpc, response);
+                this.tracer.end(exchange, &response);
+                Ok::<_, Infallible>(response)
             }
         });
         // With upgrades, so that an app's `Upgrade: websocket` can switch (`upgrade.rs`).
@@ -135,6 +142,7 @@ impl Outbound {
         &self,
         req: Request<Incoming>,
         routed: Option<&Arc<ServiceEntry>>,
+        exchange: Option<&mut Exchange>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         if let Some(entry) = routed {
@@ -144,7 +152,7 @@ impl Outbound {
                 .or_else(|| self.interception.authority_of(entry))
                 .unwrap_or_else(|| Authority::from_static("unknown"));
             let target = self.targets.get(entry, start);
-            return self.send(req, authority, target, start).await;
+            return self.send(req, authority, target, start, exchange).await;
         }
         let Some(authority) = authority_of(&req) else {
             let error = ProxyError::new(
@@ -165,15 +173,16 @@ impl Outbound {
         };
         let target = self.targets.get(entry, start);
         drop(table);
-        self.send(req, authority, target, start).await
+        self.send(req, authority, target, start, exchange).await
     }
 
     async fn send(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         authority: Authority,
         target: Arc<Target>,
         start: Instant,
+        exchange: Option<&mut Exchange>,
     ) -> Response<ProxyBody> {
         let target = &target;
         // One header lookup on the ordinary path; the rest only for an upgrade.
@@ -202,6 +211,13 @@ impl Outbound {
             Some(name) => &service.edge("", name),
             None => service.requests(),
         };
+        if let Some(exchange) = exchange {
+            // Only for a request being recorded: who serves it, its route, its retries.
+            let entry = &backend.entry;
+            let retries =
+                exchange.called(entry.key(), entry.identity.as_str(), route.name.as_deref());
+            req.extensions_mut().insert(retries);
+        }
         let grpc = crate::error::is_grpc(req.headers());
         let request = stack::AppRequest {
             request: req,

@@ -20,6 +20,7 @@ use crate::mesh::MeshState;
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::outbound::{Interception, Outbound, TargetContext, Targets};
 use crate::serve::{bind, drain};
+use crate::trace::Tracing;
 use crate::transport::{mesh_client_config, mesh_tcp_client_config};
 
 /// A proxy whose listeners are bound, ready to run.
@@ -100,6 +101,11 @@ impl Proxy {
             config.target_idle_timeout,
         );
         let service_label = config.service.clone().unwrap_or_else(|| "app".to_string());
+        let traces = Tracing::start(
+            &config.trace,
+            &identity,
+            config.service.as_deref().unwrap_or("outrigger-proxy"),
+        );
         let apps = AppPorts::new(
             config.app_addr,
             config.app_protocol,
@@ -114,6 +120,7 @@ impl Proxy {
             metrics.service(Direction::Inbound, &service_label),
             metrics.clone(),
             config.detect_timeout,
+            traces.inbound(&service_label),
         )?;
         let interception = Interception {
             opaque_ports: config.opaque_ports.clone().into_boxed_slice(),
@@ -121,12 +128,19 @@ impl Proxy {
             tcp_tls: mesh_tcp_client_config(&identity)?,
             connect_timeout: config.connect_timeout,
         };
-        let outbound = Outbound::new(mesh.clone(), targets.clone(), &metrics, interception);
+        let outbound = Outbound::new(
+            mesh.clone(),
+            targets.clone(),
+            &metrics,
+            interception,
+            traces.outbound(),
+        );
         let admin = Arc::new(Admin {
             identity: identity.clone(),
             mesh: mesh.clone(),
             targets: targets.clone(),
             metrics: metrics.clone(),
+            trace_counters: traces.counters.clone(),
         });
 
         tracing::info!(
@@ -200,6 +214,8 @@ impl Proxy {
             let _ = server.await;
         }
         let _ = heartbeats.await;
+        // Every request has ended: what they left in the log and span queues goes out.
+        traces.finish().await;
         for task in background {
             task.abort();
         }

@@ -1,9 +1,9 @@
 //! A tiny app to stand behind a sidecar: it answers every request with what it saw (its
-//! name, the HTTP version, the path and the `outrigger-client-id` header), speaks HTTP/1.1
-//! and HTTP/2, can hold `/hold` requests until the test releases them, can be made slow,
-//! and answers `/health` with 200 or 503 as the test says. It counts what resilience
-//! tests need: requests, requests in flight (and the most at once), and retried requests
-//! (those carrying `outrigger-retry-attempt`).
+//! name, the HTTP version, the path, the `outrigger-client-id` header and the trace
+//! context headers), speaks HTTP/1.1 and HTTP/2, can hold `/hold` requests until the
+//! test releases them, can be made slow, and answers `/health` with 200 or 503 as the
+//! test says. It counts what resilience tests need: requests, requests in flight (and
+//! the most at once), and retried requests (those carrying `outrigger-retry-attempt`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -201,6 +201,9 @@ impl EchoApp {
             "client_ids": req.headers().get_all("outrigger-client-id").iter().count(),
             "retry_attempt": header("outrigger-retry-attempt"),
             "deadline_ms": header("outrigger-deadline-ms"),
+            "traceparent": header("traceparent"),
+            "tracestate": header("tracestate"),
+            "request_id": header("x-request-id"),
         });
         Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
     }

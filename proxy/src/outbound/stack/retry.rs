@@ -31,6 +31,7 @@ use crate::resilience::deadline;
 use crate::resilience::policy::MAX_RETRY_BODY;
 use crate::resilience::replay::OutboundBody;
 use crate::resilience::retry_on::{TryOutcome, retry_after};
+use crate::trace::RetryCount;
 
 /// Marks a retried request (1 for the first retry); a sidecar seeing it does not retry
 /// the request again, so retries never multiply across hops.
@@ -181,6 +182,10 @@ where
         drop(result);
         tokio::time::sleep(delay).await;
         attempt += 1;
+        // A request being traced says how often it was retried.
+        if let Some(count) = head.extensions.get::<RetryCount>() {
+            count.set(attempt);
+        }
     }
 }
 
