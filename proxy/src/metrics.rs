@@ -538,7 +538,8 @@ mod tests {
         held.requests().grpc.record(&grpc);
         held.tcp.opened();
         held.tcp.closed(1, 1, Duration::from_millis(1));
-        let classic = outrigger_api::exposition::classic(&page(&registry));
+        let tracing = crate::trace::TraceCounters::default().registry();
+        let classic = outrigger_api::exposition::classic(&registry.encode(&[&tracing]));
         let mut encoded: std::collections::BTreeSet<String> = classic
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))

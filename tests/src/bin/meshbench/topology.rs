@@ -48,7 +48,6 @@ pub(crate) async fn outrigger(upstream: SocketAddr, wrappers: Wrappers<'_>) -> T
     mesh.start_control_plane().await;
     // Logging as in production: the harness's debug level would be measured too.
     let quiet = [("RUST_LOG", "warn")];
-    let words = |w: &'_ [String]| -> Vec<&str> { w.iter().map(String::as_str).collect() };
     let client = mesh.spawn_sidecar_under(
         &words(wrappers.outbound),
         "client",
@@ -162,6 +161,10 @@ impl Topology {
             .collect::<Vec<_>>()
             .join("\n---\n")
     }
+}
+
+fn words(wrapper: &[String]) -> Vec<&str> {
+    wrapper.iter().map(String::as_str).collect()
 }
 
 /// How long a sidecar takes from its start to `/ready` (certificate and config held),
