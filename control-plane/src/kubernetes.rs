@@ -12,6 +12,7 @@ mod documents;
 pub mod feed;
 pub mod health;
 pub mod token_review;
+pub mod webhook_ca;
 
 pub use feed::{ClusterFeed, WATCHED};
 pub use health::ClusterHealth;

@@ -35,7 +35,9 @@ pub use error::ServeError;
 pub use serving_cert::control_plane_identity;
 
 use crate::inject::InjectConfig;
-use crate::kubernetes::{ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret};
+use crate::kubernetes::{
+    ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret, webhook_ca,
+};
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::proxies::Proxies;
@@ -71,6 +73,9 @@ pub struct ServeConfig {
     pub registration_warmup: Duration,
     /// What the admission webhook adds to pods (the trust domain is the CA's).
     pub inject: InjectConfig,
+    /// DNS names the serving certificate carries besides the SPIFFE id: the names the
+    /// Kubernetes API server calls the webhook by (`<service>.<namespace>.svc`).
+    pub serving_dns_names: Vec<String>,
     /// Cluster mode: the policy, the CA and workload identities come from the API
     /// server instead of `policy_dir`, `data_dir/ca` and local tokens alone.
     pub kubernetes: Option<ClusterMode>,
@@ -87,6 +92,17 @@ pub struct ClusterMode {
     pub ca_secret: String,
     /// The trust domain of a CA made on the first start (an existing one keeps its own).
     pub trust_domain: String,
+    /// The MutatingWebhookConfiguration whose `caBundle` this replica keeps equal to the
+    /// trust anchors; `None` leaves it to the installer.
+    pub webhook: Option<String>,
+    /// This replica's name (its pod's): the Lease holder it writes, and how it knows
+    /// itself among the endpoints of `service`.
+    pub replica: String,
+    /// The Service in front of the replicas, in `namespace`: its EndpointSlices list the
+    /// peers whose proxies the status writer counts.
+    pub service: String,
+    /// The Lease, in `namespace`, whose holder writes the CRDs' status.
+    pub status_lease: String,
 }
 
 impl std::fmt::Debug for ClusterMode {
@@ -95,6 +111,10 @@ impl std::fmt::Debug for ClusterMode {
             .field("namespace", &self.namespace)
             .field("ca_secret", &self.ca_secret)
             .field("trust_domain", &self.trust_domain)
+            .field("webhook", &self.webhook)
+            .field("replica", &self.replica)
+            .field("service", &self.service)
+            .field("status_lease", &self.status_lease)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +132,7 @@ impl ServeConfig {
             registration_ttl: registry::DEFAULT_TTL,
             registration_warmup: Duration::from_secs(3),
             inject: InjectConfig::default(),
+            serving_dns_names: Vec::new(),
             kubernetes: None,
         }
     }
@@ -144,6 +165,15 @@ pub(crate) struct Shared {
     token_review: Option<TokenReviewer>,
 }
 
+/// What cluster mode runs beside the servers.
+struct ClusterRun {
+    feed: Arc<ClusterFeed>,
+    client: kube::Client,
+    changes: tokio::sync::mpsc::Receiver<()>,
+    /// The MutatingWebhookConfiguration to keep the caBundle of.
+    webhook: Option<String>,
+}
+
 /// Who is on the other end of one API connection.
 pub(crate) struct ConnInfo {
     peer: SocketAddr,
@@ -167,11 +197,8 @@ pub struct Server {
     /// File mode: the policy dir's watcher.
     policy_watch: Option<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)>,
     /// Cluster mode: the watchers' feed, its client and its wake-ups.
-    cluster: Option<(
-        Arc<ClusterFeed>,
-        kube::Client,
-        tokio::sync::mpsc::Receiver<()>,
-    )>,
+    cluster: Option<ClusterRun>,
+    serving_dns_names: Vec<String>,
     data_dir: PathBuf,
     ca_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
 }
@@ -249,7 +276,8 @@ impl Server {
 
         let certs = CertStore::new();
         let cert_not_after =
-            serving_cert::issue(&ca, config.cert_ttl, &certs).map_err(ServeError::ServingCert)?;
+            serving_cert::issue(&ca, config.cert_ttl, &config.serving_dns_names, &certs)
+                .map_err(ServeError::ServingCert)?;
         let tls = ca_reload::api_tls(&ca, certs.clone()).map_err(ServeError::ServingCert)?;
 
         let (api, api_addr) = bind(config.listen, "API, --listen").await?;
@@ -280,7 +308,12 @@ impl Server {
                     health.clone(),
                     cluster_health.clone(),
                 );
-                Some((feed, client.clone(), changes))
+                Some(ClusterRun {
+                    feed,
+                    client: client.clone(),
+                    changes,
+                    webhook: config.kubernetes.as_ref().and_then(|c| c.webhook.clone()),
+                })
             }
             _ => None,
         };
@@ -314,6 +347,7 @@ impl Server {
             reloader,
             policy_watch,
             cluster,
+            serving_dns_names: config.serving_dns_names,
             data_dir: config.data_dir,
             ca_watch,
         })
@@ -363,6 +397,7 @@ impl Server {
             reloader,
             policy_watch,
             cluster,
+            serving_dns_names,
             data_dir,
             ca_watch: (ca_watcher, ca_changes),
             ..
@@ -376,8 +411,20 @@ impl Server {
                 shared.stopping.clone(),
             )),
             None => {
-                let (feed, client, changes) =
-                    cluster.expect("cluster mode when there is no policy dir");
+                let ClusterRun {
+                    feed,
+                    client,
+                    changes,
+                    webhook,
+                } = cluster.expect("cluster mode when there is no policy dir");
+                if let Some(webhook) = webhook {
+                    tokio::spawn(webhook_ca::keep_current(
+                        client.clone(),
+                        webhook,
+                        shared.ca.subscribe(),
+                        shared.stopping.clone(),
+                    ));
+                }
                 tokio::spawn(feed.run(client, changes, shared.stopping.clone()))
             }
         };
@@ -394,6 +441,7 @@ impl Server {
         let renewal = tokio::spawn(serving_cert::renew(
             shared.ca.subscribe(),
             shared.cert_ttl,
+            serving_dns_names,
             certs,
             cert_not_after,
             shared.stopping.clone(),

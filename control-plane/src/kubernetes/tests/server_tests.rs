@@ -46,6 +46,10 @@ async fn cluster_mode_is_not_ready_while_a_watch_is_refused_then_ready() {
         namespace: "outrigger".into(),
         ca_secret: "outrigger-ca".into(),
         trust_domain: "cluster.local".into(),
+        webhook: None,
+        replica: "outrigger-control-plane-0".into(),
+        service: "outrigger-control-plane".into(),
+        status_lease: "outrigger-control-plane-status".into(),
     });
     let server = Server::bind(config)
         .await
