@@ -11,6 +11,7 @@ mod cluster_state;
 mod documents;
 pub mod feed;
 pub mod health;
+pub mod lease;
 pub mod token_review;
 pub mod webhook_ca;
 
