@@ -35,6 +35,10 @@ pub use error::ServeError;
 pub use serving_cert::control_plane_identity;
 
 use crate::inject::InjectConfig;
+use crate::kubernetes::convergence::LocalConvergence;
+use crate::kubernetes::lease::{self, Elector, LeaseConfig};
+use crate::kubernetes::peers::Peers;
+use crate::kubernetes::status_writer::{self, StatusWriter};
 use crate::kubernetes::{
     ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret, webhook_ca,
 };
@@ -163,6 +167,8 @@ pub(crate) struct Shared {
     cluster_health: Option<Arc<ClusterHealth>>,
     /// Cluster mode: checks service-account tokens.
     token_review: Option<TokenReviewer>,
+    /// Cluster mode: this replica's convergence counts (`/api/convergence`).
+    convergence: Option<Arc<LocalConvergence>>,
 }
 
 /// What cluster mode runs beside the servers.
@@ -172,6 +178,9 @@ struct ClusterRun {
     changes: tokio::sync::mpsc::Receiver<()>,
     /// The MutatingWebhookConfiguration to keep the caBundle of.
     webhook: Option<String>,
+    /// Who writes the CRDs' status, and how it finds the other replicas.
+    lease: LeaseConfig,
+    service: String,
 }
 
 /// Who is on the other end of one API connection.
@@ -300,8 +309,9 @@ impl Server {
         let registry = Registry::new(config.registration_ttl, snapshots.clone());
         let cluster_health = client.as_ref().map(|_| ClusterHealth::new(&WATCHED));
         let token_review = client.as_ref().map(|c| TokenReviewer::new(c.clone(), &td));
-        let cluster = match (&client, &cluster_health) {
-            (Some(client), Some(cluster_health)) => {
+        let proxies = Proxies::new();
+        let cluster = match (&client, &cluster_health, &config.kubernetes) {
+            (Some(client), Some(cluster_health), Some(mode)) => {
                 let (feed, changes) = ClusterFeed::new(
                     &td,
                     snapshots.clone(),
@@ -312,14 +322,23 @@ impl Server {
                     feed,
                     client: client.clone(),
                     changes,
-                    webhook: config.kubernetes.as_ref().and_then(|c| c.webhook.clone()),
+                    webhook: mode.webhook.clone(),
+                    lease: LeaseConfig::new(&mode.namespace, &mode.status_lease, &mode.replica),
+                    service: mode.service.clone(),
                 })
             }
             _ => None,
         };
+        let convergence = cluster.as_ref().map(|c| {
+            Arc::new(LocalConvergence {
+                replica: c.lease.holder.clone(),
+                feed: c.feed.clone(),
+                proxies: proxies.clone(),
+            })
+        });
         let shared = Arc::new(Shared {
             registry,
-            proxies: Proxies::new(),
+            proxies,
             snapshots,
             ca: watch_channel::Sender::new(ca),
             tokens,
@@ -333,6 +352,7 @@ impl Server {
             inject,
             cluster_health,
             token_review,
+            convergence,
         });
         Ok(Server {
             shared,
@@ -416,7 +436,27 @@ impl Server {
                     client,
                     changes,
                     webhook,
+                    lease,
+                    service,
                 } = cluster.expect("cluster mode when there is no policy dir");
+                let (leading, leadership) = watch_channel::channel(false);
+                let peers = Peers::new(client.clone(), &lease.namespace, &service, &lease.holder);
+                tokio::spawn(lease::run(
+                    Elector::new(client.clone(), lease),
+                    leading,
+                    shared.stopping.clone(),
+                ));
+                let local = shared
+                    .convergence
+                    .clone()
+                    .expect("cluster mode counts its convergence");
+                tokio::spawn(status_writer::run(
+                    StatusWriter::new(client.clone()),
+                    local,
+                    peers,
+                    leadership,
+                    shared.stopping.clone(),
+                ));
                 if let Some(webhook) = webhook {
                     tokio::spawn(webhook_ca::keep_current(
                         client.clone(),

@@ -5,3 +5,4 @@ mod feed_tests;
 mod lease_tests;
 pub(crate) mod mock_api;
 mod server_tests;
+mod status_tests;
