@@ -283,3 +283,143 @@ async fn the_other_replicas_are_found_by_endpoint_slice_and_asked_over_http() {
         "{request}"
     );
 }
+
+/// The whole path on one replica: the shop's CRDs through the feed, two proxies
+/// connected (one behind), and the status loop, holding the Lease, writing each
+/// resource's status with this replica's counts (no other replica answers).
+#[tokio::test]
+async fn the_holder_writes_the_counts_of_its_connected_proxies() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use outrigger_certs::SpiffeId;
+    use tokio::sync::watch;
+
+    use crate::kubernetes::convergence::LocalConvergence;
+    use crate::kubernetes::status_writer;
+    use crate::kubernetes::{ClusterFeed, ClusterHealth, WATCHED};
+    use crate::policy::Policy;
+    use crate::proxies::{Proxies, Seen};
+    use crate::reload::ConfigHealth;
+    use crate::snapshot::SnapshotPublisher;
+
+    let mock = MockApi::from_fixtures(Some("shop"));
+    for path in [
+        "meshservices/payments",
+        "meshservices/orders",
+        "meshservices/inventory",
+        "trafficpolicies/payments",
+        "trafficpolicies/inventory",
+        "serverpolicies/payments",
+        "serverpolicies/inventory",
+        "serverpolicies/orders",
+    ] {
+        mock.on(
+            Method::PATCH,
+            &format!("/apis/outrigger.dev/v1alpha1/namespaces/shop/{path}/status"),
+            vec![Answer::json(
+                200,
+                r#"{"apiVersion": "outrigger.dev/v1alpha1", "kind": "X", "metadata": {"name": "x"}, "spec": {}}"#,
+            )],
+        );
+    }
+    mock.on(
+        Method::GET,
+        "/apis/discovery.k8s.io/v1/namespaces/outrigger/endpointslices",
+        vec![Answer::json(
+            200,
+            r#"{"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1", "metadata": {}, "items": []}"#,
+        )],
+    );
+    let publisher = SnapshotPublisher::new(String::new(), Policy::default());
+    let (feed, changes) = ClusterFeed::new(
+        "cluster.local",
+        publisher.clone(),
+        Arc::new(ConfigHealth::default()),
+        ClusterHealth::new(&WATCHED),
+    );
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(feed.clone().run(mock.client(), changes, stopping.clone()));
+    let mut configs = publisher.subscribe();
+    let version = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let config = configs.borrow_and_update().clone();
+            if !config.services.is_empty() {
+                return config.version;
+            }
+            configs.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the shop is published");
+
+    let proxies = Proxies::new();
+    fn seen<'a>(proxy_id: &'a str, identity: &'a SpiffeId) -> Seen<'a> {
+        Seen {
+            proxy_id,
+            identity,
+            peer: "10.0.0.1:40000".parse().unwrap(),
+        }
+    }
+    let payments = &SpiffeId::from_short("cluster.local", "shop/payments").unwrap();
+    let orders = &SpiffeId::from_short("cluster.local", "shop/orders").unwrap();
+    let _p = proxies.watch_opened(
+        seen("payments-1", payments),
+        Some(ServiceKey::new("shop", "payments")),
+    );
+    proxies.heartbeat(seen("payments-1", payments), version, None);
+    let _o = proxies.watch_opened(
+        seen("orders-1", orders),
+        Some(ServiceKey::new("shop", "orders")),
+    );
+    proxies.heartbeat(seen("orders-1", orders), version - 1, None);
+
+    let local = Arc::new(LocalConvergence {
+        replica: "cp-a".into(),
+        feed: feed.clone(),
+        proxies,
+    });
+    let (_leading, leadership) = watch::channel(true);
+    tokio::spawn(status_writer::run(
+        StatusWriter::new(mock.client()),
+        local,
+        Peers::new(
+            mock.client(),
+            "outrigger",
+            "outrigger-control-plane",
+            "cp-a",
+        ),
+        leadership,
+        stopping,
+    ));
+    let written = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let written = patches(&mock);
+            if written.len() >= 8 {
+                return written;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every resource's status written");
+    let status_of = |path: &str| {
+        written
+            .iter()
+            .find(|(uri, _)| uri.contains(path))
+            .map(|(_, body)| body["status"].clone())
+            .unwrap()
+    };
+    let mesh = status_of("/meshservices/payments/status");
+    assert_eq!(mesh["version"], version);
+    assert_eq!(mesh["observedGeneration"], 1);
+    assert_eq!(mesh["converged"], "1/2", "orders-1 is one version behind");
+    assert_eq!(written.len(), 8, "once each: {written:#?}");
+    let server = status_of("/serverpolicies/payments/status");
+    assert_eq!(
+        (&server["proxies"], &server["proxiesConverged"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "only payments' proxy gets payments' ServerPolicy"
+    );
+    stop.send(true).unwrap();
+}
