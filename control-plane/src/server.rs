@@ -423,6 +423,9 @@ impl Server {
             ..
         } = self;
         let expiring = tokio::spawn(shared.registry.clone().run_expiry(shared.stopping.clone()));
+        // Cluster mode: the status Lease's election, awaited at shutdown so that its
+        // holder can release it.
+        let mut electing = None;
         let reloading = match policy_watch {
             Some((watcher, changes)) => tokio::spawn(reload::run(
                 reloader,
@@ -441,11 +444,11 @@ impl Server {
                 } = cluster.expect("cluster mode when there is no policy dir");
                 let (leading, leadership) = watch_channel::channel(false);
                 let peers = Peers::new(client.clone(), &lease.namespace, &service, &lease.holder);
-                tokio::spawn(lease::run(
+                electing = Some(tokio::spawn(lease::run(
                     Elector::new(client.clone(), lease),
                     leading,
                     shared.stopping.clone(),
-                ));
+                )));
                 let local = shared
                     .convergence
                     .clone()
@@ -524,6 +527,10 @@ impl Server {
             warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
         conns.shutdown().await;
+        if let Some(electing) = electing {
+            // The release has its own timeout; this one only bounds a stuck task.
+            let _ = tokio::time::timeout(Duration::from_secs(5), electing).await;
+        }
         renewal.abort();
         ca_reloading.abort();
         reloading.abort();

@@ -105,6 +105,30 @@ impl Elector {
         self.write(Some(lease)).await
     }
 
+    /// Gives the Lease up (on shutdown), so that another replica takes it at once
+    /// instead of after `leaseDurationSeconds`; only if this replica still holds it.
+    pub async fn release(&mut self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.config.holder.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            // 409: written by someone else since: not ours to release any more.
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates the Lease (`None`) or writes this replica in as its holder, naming the
     /// `resourceVersion` read.
     async fn write(&mut self, current: Option<Lease>) -> Result<bool, kube::Error> {
@@ -157,11 +181,29 @@ impl Elector {
     }
 }
 
+/// How long a release at shutdown may take before the process goes on stopping.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs the election until `stopping`, publishing on `leading` whether this replica
-/// holds the Lease.
+/// holds the Lease; then, if it holds it, releases it.
 pub async fn run(
     mut elector: Elector,
     leading: watch::Sender<bool>,
+    stopping: watch::Receiver<bool>,
+) {
+    elect(&mut elector, &leading, stopping).await;
+    if leading.send_replace(false) {
+        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+            Ok(Ok(())) => info!("released the status Lease"),
+            Ok(Err(e)) => warn!("releasing the status Lease: {e}"),
+            Err(_) => warn!("releasing the status Lease: no answer in {RELEASE_TIMEOUT:?}"),
+        }
+    }
+}
+
+async fn elect(
+    elector: &mut Elector,
+    leading: &watch::Sender<bool>,
     mut stopping: watch::Receiver<bool>,
 ) {
     let config = elector.config.clone();

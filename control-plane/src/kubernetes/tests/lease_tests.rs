@@ -176,3 +176,44 @@ async fn the_loop_leads_renews_and_steps_down_when_renewals_fail() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_holder_releases_the_lease_when_it_stops() {
+    let mock = MockApi::from_fixtures(None);
+    mock.on(Method::GET, LEASE, vec![lease("cp-a", "50", 0)]);
+    mock.on(Method::PUT, LEASE, vec![lease("cp-a", "51", 0)]);
+    let (leading, mut watching) = watch::channel(false);
+    let (stop, stopping) = watch::channel(false);
+    let task = tokio::spawn(lease::run(
+        Elector::new(mock.client(), config()),
+        leading,
+        stopping,
+    ));
+    watching.wait_for(|l| *l).await.unwrap();
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert!(!*watching.borrow(), "no longer leading once stopped");
+    let (method, released) = writes(&mock).pop().unwrap();
+    assert_eq!(method, Method::PUT);
+    assert!(
+        released["spec"].get("holderIdentity").is_none(),
+        "no holder: the next replica takes it at once: {released}"
+    );
+
+    // Another replica sees the released Lease and takes it without waiting 15s.
+    let mock = MockApi::from_fixtures(None);
+    let released = {
+        let mut answer = lease("cp-b", "52", 1);
+        let mut json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        json["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("holderIdentity");
+        answer.body = json.to_string();
+        answer
+    };
+    mock.on(Method::GET, LEASE, vec![released]);
+    mock.on(Method::PUT, LEASE, vec![lease("cp-a", "53", 2)]);
+    let mut elector = Elector::new(mock.client(), config());
+    assert!(elector.attempt().await.unwrap());
+}
