@@ -299,7 +299,25 @@ impl Ca {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| Error::Csr(e.to_string()))?;
         let cert = self
-            .workload_params(identity, ttl)?
+            .workload_params(identity, &[], ttl)?
+            .signed_by(&csr.public_key, &self.issuer)?;
+        self.issued(cert.der().clone())
+    }
+
+    /// Signs a CSR for a server that is reached by DNS name as well as by `identity`:
+    /// the control plane, which the Kubernetes API server calls as
+    /// `<service>.<namespace>.svc` (it checks the DNS name, not the SPIFFE id).
+    pub fn sign_csr_with_dns_names(
+        &self,
+        csr_pem: &str,
+        identity: &SpiffeId,
+        dns_names: &[String],
+        ttl: Duration,
+    ) -> Result<Issued, Error> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Error::Csr(e.to_string()))?;
+        let cert = self
+            .workload_params(identity, dns_names, ttl)?
             .signed_by(&csr.public_key, &self.issuer)?;
         self.issued(cert.der().clone())
     }
@@ -309,7 +327,7 @@ impl Ca {
     pub fn issue(&self, identity: &SpiffeId, ttl: Duration) -> Result<(KeyPair, Issued), Error> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = self
-            .workload_params(identity, ttl)?
+            .workload_params(identity, &[], ttl)?
             .signed_by(&key, &self.issuer)?;
         Ok((key, self.issued(cert.der().clone())?))
     }
@@ -317,6 +335,7 @@ impl Ca {
     fn workload_params(
         &self,
         identity: &SpiffeId,
+        dns_names: &[String],
         ttl: Duration,
     ) -> Result<CertificateParams, Error> {
         if identity.trust_domain() != self.trust_domain {
@@ -332,6 +351,10 @@ impl Ca {
         params.subject_alt_names = vec![SanType::URI(
             identity.as_str().try_into().map_err(Error::Rcgen)?,
         )];
+        for name in dns_names {
+            let name = name.as_str().try_into().map_err(Error::Rcgen)?;
+            params.subject_alt_names.push(SanType::DnsName(name));
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

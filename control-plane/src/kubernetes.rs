@@ -8,10 +8,15 @@
 mod admit;
 pub mod ca_secret;
 mod cluster_state;
+pub mod convergence;
 mod documents;
 pub mod feed;
 pub mod health;
+pub mod lease;
+pub mod peers;
+pub mod status_writer;
 pub mod token_review;
+pub mod webhook_ca;
 
 pub use feed::{ClusterFeed, WATCHED};
 pub use health::ClusterHealth;

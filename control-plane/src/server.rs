@@ -35,7 +35,13 @@ pub use error::ServeError;
 pub use serving_cert::control_plane_identity;
 
 use crate::inject::InjectConfig;
-use crate::kubernetes::{ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret};
+use crate::kubernetes::convergence::LocalConvergence;
+use crate::kubernetes::lease::{self, Elector, LeaseConfig};
+use crate::kubernetes::peers::Peers;
+use crate::kubernetes::status_writer::{self, StatusWriter};
+use crate::kubernetes::{
+    ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret, webhook_ca,
+};
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::proxies::Proxies;
@@ -71,6 +77,9 @@ pub struct ServeConfig {
     pub registration_warmup: Duration,
     /// What the admission webhook adds to pods (the trust domain is the CA's).
     pub inject: InjectConfig,
+    /// DNS names the serving certificate carries besides the SPIFFE id: the names the
+    /// Kubernetes API server calls the webhook by (`<service>.<namespace>.svc`).
+    pub serving_dns_names: Vec<String>,
     /// Cluster mode: the policy, the CA and workload identities come from the API
     /// server instead of `policy_dir`, `data_dir/ca` and local tokens alone.
     pub kubernetes: Option<ClusterMode>,
@@ -87,6 +96,17 @@ pub struct ClusterMode {
     pub ca_secret: String,
     /// The trust domain of a CA made on the first start (an existing one keeps its own).
     pub trust_domain: String,
+    /// The MutatingWebhookConfiguration whose `caBundle` this replica keeps equal to the
+    /// trust anchors; `None` leaves it to the installer.
+    pub webhook: Option<String>,
+    /// This replica's name (its pod's): the Lease holder it writes, and how it knows
+    /// itself among the endpoints of `service`.
+    pub replica: String,
+    /// The Service in front of the replicas, in `namespace`: its EndpointSlices list the
+    /// peers whose proxies the status writer counts.
+    pub service: String,
+    /// The Lease, in `namespace`, whose holder writes the CRDs' status.
+    pub status_lease: String,
 }
 
 impl std::fmt::Debug for ClusterMode {
@@ -95,6 +115,10 @@ impl std::fmt::Debug for ClusterMode {
             .field("namespace", &self.namespace)
             .field("ca_secret", &self.ca_secret)
             .field("trust_domain", &self.trust_domain)
+            .field("webhook", &self.webhook)
+            .field("replica", &self.replica)
+            .field("service", &self.service)
+            .field("status_lease", &self.status_lease)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +136,7 @@ impl ServeConfig {
             registration_ttl: registry::DEFAULT_TTL,
             registration_warmup: Duration::from_secs(3),
             inject: InjectConfig::default(),
+            serving_dns_names: Vec::new(),
             kubernetes: None,
         }
     }
@@ -142,6 +167,20 @@ pub(crate) struct Shared {
     cluster_health: Option<Arc<ClusterHealth>>,
     /// Cluster mode: checks service-account tokens.
     token_review: Option<TokenReviewer>,
+    /// Cluster mode: this replica's convergence counts (`/api/convergence`).
+    convergence: Option<Arc<LocalConvergence>>,
+}
+
+/// What cluster mode runs beside the servers.
+struct ClusterRun {
+    feed: Arc<ClusterFeed>,
+    client: kube::Client,
+    changes: tokio::sync::mpsc::Receiver<()>,
+    /// The MutatingWebhookConfiguration to keep the caBundle of.
+    webhook: Option<String>,
+    /// Who writes the CRDs' status, and how it finds the other replicas.
+    lease: LeaseConfig,
+    service: String,
 }
 
 /// Who is on the other end of one API connection.
@@ -167,11 +206,8 @@ pub struct Server {
     /// File mode: the policy dir's watcher.
     policy_watch: Option<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)>,
     /// Cluster mode: the watchers' feed, its client and its wake-ups.
-    cluster: Option<(
-        Arc<ClusterFeed>,
-        kube::Client,
-        tokio::sync::mpsc::Receiver<()>,
-    )>,
+    cluster: Option<ClusterRun>,
+    serving_dns_names: Vec<String>,
     data_dir: PathBuf,
     ca_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
 }
@@ -249,7 +285,8 @@ impl Server {
 
         let certs = CertStore::new();
         let cert_not_after =
-            serving_cert::issue(&ca, config.cert_ttl, &certs).map_err(ServeError::ServingCert)?;
+            serving_cert::issue(&ca, config.cert_ttl, &config.serving_dns_names, &certs)
+                .map_err(ServeError::ServingCert)?;
         let tls = ca_reload::api_tls(&ca, certs.clone()).map_err(ServeError::ServingCert)?;
 
         let (api, api_addr) = bind(config.listen, "API, --listen").await?;
@@ -272,21 +309,36 @@ impl Server {
         let registry = Registry::new(config.registration_ttl, snapshots.clone());
         let cluster_health = client.as_ref().map(|_| ClusterHealth::new(&WATCHED));
         let token_review = client.as_ref().map(|c| TokenReviewer::new(c.clone(), &td));
-        let cluster = match (&client, &cluster_health) {
-            (Some(client), Some(cluster_health)) => {
+        let proxies = Proxies::new();
+        let cluster = match (&client, &cluster_health, &config.kubernetes) {
+            (Some(client), Some(cluster_health), Some(mode)) => {
                 let (feed, changes) = ClusterFeed::new(
                     &td,
                     snapshots.clone(),
                     health.clone(),
                     cluster_health.clone(),
                 );
-                Some((feed, client.clone(), changes))
+                Some(ClusterRun {
+                    feed,
+                    client: client.clone(),
+                    changes,
+                    webhook: mode.webhook.clone(),
+                    lease: LeaseConfig::new(&mode.namespace, &mode.status_lease, &mode.replica),
+                    service: mode.service.clone(),
+                })
             }
             _ => None,
         };
+        let convergence = cluster.as_ref().map(|c| {
+            Arc::new(LocalConvergence {
+                replica: c.lease.holder.clone(),
+                feed: c.feed.clone(),
+                proxies: proxies.clone(),
+            })
+        });
         let shared = Arc::new(Shared {
             registry,
-            proxies: Proxies::new(),
+            proxies,
             snapshots,
             ca: watch_channel::Sender::new(ca),
             tokens,
@@ -300,6 +352,7 @@ impl Server {
             inject,
             cluster_health,
             token_review,
+            convergence,
         });
         Ok(Server {
             shared,
@@ -314,6 +367,7 @@ impl Server {
             reloader,
             policy_watch,
             cluster,
+            serving_dns_names: config.serving_dns_names,
             data_dir: config.data_dir,
             ca_watch,
         })
@@ -363,11 +417,15 @@ impl Server {
             reloader,
             policy_watch,
             cluster,
+            serving_dns_names,
             data_dir,
             ca_watch: (ca_watcher, ca_changes),
             ..
         } = self;
         let expiring = tokio::spawn(shared.registry.clone().run_expiry(shared.stopping.clone()));
+        // Cluster mode: the status Lease's election, awaited at shutdown so that its
+        // holder can release it.
+        let mut electing = None;
         let reloading = match policy_watch {
             Some((watcher, changes)) => tokio::spawn(reload::run(
                 reloader,
@@ -376,8 +434,40 @@ impl Server {
                 shared.stopping.clone(),
             )),
             None => {
-                let (feed, client, changes) =
-                    cluster.expect("cluster mode when there is no policy dir");
+                let ClusterRun {
+                    feed,
+                    client,
+                    changes,
+                    webhook,
+                    lease,
+                    service,
+                } = cluster.expect("cluster mode when there is no policy dir");
+                let (leading, leadership) = watch_channel::channel(false);
+                let peers = Peers::new(client.clone(), &lease.namespace, &service, &lease.holder);
+                electing = Some(tokio::spawn(lease::run(
+                    Elector::new(client.clone(), lease),
+                    leading,
+                    shared.stopping.clone(),
+                )));
+                let local = shared
+                    .convergence
+                    .clone()
+                    .expect("cluster mode counts its convergence");
+                tokio::spawn(status_writer::run(
+                    StatusWriter::new(client.clone()),
+                    local,
+                    peers,
+                    leadership,
+                    shared.stopping.clone(),
+                ));
+                if let Some(webhook) = webhook {
+                    tokio::spawn(webhook_ca::keep_current(
+                        client.clone(),
+                        webhook,
+                        shared.ca.subscribe(),
+                        shared.stopping.clone(),
+                    ));
+                }
                 tokio::spawn(feed.run(client, changes, shared.stopping.clone()))
             }
         };
@@ -394,6 +484,7 @@ impl Server {
         let renewal = tokio::spawn(serving_cert::renew(
             shared.ca.subscribe(),
             shared.cert_ttl,
+            serving_dns_names,
             certs,
             cert_not_after,
             shared.stopping.clone(),
@@ -436,6 +527,10 @@ impl Server {
             warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
         conns.shutdown().await;
+        if let Some(electing) = electing {
+            // The release has its own timeout; this one only bounds a stuck task.
+            let _ = tokio::time::timeout(Duration::from_secs(5), electing).await;
+        }
         renewal.abort();
         ca_reloading.abort();
         reloading.abort();

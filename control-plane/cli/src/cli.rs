@@ -192,6 +192,23 @@ pub(crate) struct ControlPlaneArgs {
     /// Cluster mode: the trust domain of the CA made on the first start.
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
     pub trust_domain: String,
+    /// Cluster mode: the MutatingWebhookConfiguration whose caBundle this replica keeps
+    /// equal to the trust anchors (empty: leave it alone).
+    #[arg(long, default_value = "outrigger-proxy-injector")]
+    pub webhook_config: String,
+    /// Cluster mode: this replica's pod name (the Lease holder); default $HOSTNAME.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Cluster mode: the control plane's Service, whose EndpointSlices list the replicas.
+    #[arg(long, default_value = "outrigger-control-plane")]
+    pub service: String,
+    /// Cluster mode: the Lease whose holder writes the CRDs' status.
+    #[arg(long, default_value = "outrigger-control-plane-status")]
+    pub status_lease: String,
+    /// A DNS name for the serving certificate besides its SPIFFE id (repeatable): the
+    /// names the API server calls the webhook by, `<service>.<namespace>.svc[.cluster.local]`.
+    #[arg(long = "serving-dns-name", value_name = "NAME")]
+    pub serving_dns_names: Vec<String>,
     /// HTTPS API for sidecars.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
@@ -231,11 +248,20 @@ impl ControlPlaneArgs {
                 proxy_image: self.proxy_image,
                 ..InjectConfig::default()
             },
+            serving_dns_names: self.serving_dns_names,
             kubernetes: self.kubernetes.then(|| ClusterMode {
                 client: None,
                 namespace: self.namespace,
                 ca_secret: self.ca_secret,
                 trust_domain: self.trust_domain,
+                webhook: Some(self.webhook_config).filter(|w| !w.is_empty()),
+                // In a pod, HOSTNAME is the pod's name.
+                replica: self
+                    .pod_name
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .unwrap_or_else(|| "outrigger-control-plane".into()),
+                service: self.service,
+                status_lease: self.status_lease,
             }),
             ..ServeConfig::new(self.data_dir, self.policy_dir.unwrap_or_default())
         }

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use super::admit::admit;
 use super::cluster_state::{self as reduce, ClusterState, Table};
+use super::convergence::{CustomKind, CustomObject};
 use super::documents::documents;
 use super::health::{self, ClusterHealth};
 use crate::policy::FileCache;
@@ -57,6 +58,22 @@ impl Published {
     /// The version that carries the document `name`, if it is served.
     pub fn version_of(&self, name: &std::path::Path) -> Option<u64> {
         self.carried.get(name).map(|(_, v)| *v)
+    }
+
+    /// By document name: a digest of its text (so that replicas can tell whether they
+    /// serve the same content) and the version that carries it.
+    pub fn digests(&self) -> BTreeMap<String, (String, u64)> {
+        self.carried
+            .iter()
+            .map(|(name, (text, version))| {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+                let hex: String = digest.as_ref()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                (name.display().to_string(), (hex, *version))
+            })
+            .collect()
     }
 }
 
@@ -323,6 +340,43 @@ impl ClusterFeed {
         }
         record.carried = carried;
         published
+    }
+
+    /// Whether every watch has listed once (before that, the mesh is partial).
+    pub fn all_synced(&self) -> bool {
+        self.health.all_synced()
+    }
+
+    /// Where the cluster's mesh is published.
+    pub fn publisher(&self) -> &SnapshotPublisher {
+        &self.publisher
+    }
+
+    /// The MeshServices, TrafficPolicies and ServerPolicies the cluster holds now.
+    pub fn custom_objects(&self) -> Vec<CustomObject> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let tables = [
+            (CustomKind::MeshService, &state.mesh_services),
+            (CustomKind::TrafficPolicy, &state.traffic_policies),
+            (CustomKind::ServerPolicy, &state.server_policies),
+        ];
+        let mut objects = Vec::new();
+        for (kind, table) in tables {
+            for ((namespace, name), custom) in table {
+                let target = (kind == CustomKind::ServerPolicy)
+                    .then(|| custom.spec.pointer("/targetRef/name")?.as_str())
+                    .flatten()
+                    .map(|target| format!("{namespace}/{target}"));
+                objects.push(CustomObject {
+                    kind,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    generation: custom.generation,
+                    target,
+                });
+            }
+        }
+        objects
     }
 
     /// Which version carries each served resource.

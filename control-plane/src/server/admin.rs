@@ -32,6 +32,11 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
             let status = shared.proxies.status(version, shared.health.errors());
             json(StatusCode::OK, &status)
         }
+        // Cluster mode: this replica's counts, summed by the status Lease's holder.
+        "/api/convergence" => match &shared.convergence {
+            Some(local) => json(StatusCode::OK, &local.report()),
+            None => whole(StatusCode::NOT_FOUND, TEXT, "not in cluster mode\n"),
+        },
         "/metrics" => {
             let openmetrics = shared.metrics.render(Gauges {
                 watchers: shared.watchers.count(),

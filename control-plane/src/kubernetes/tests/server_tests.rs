@@ -46,6 +46,10 @@ async fn cluster_mode_is_not_ready_while_a_watch_is_refused_then_ready() {
         namespace: "outrigger".into(),
         ca_secret: "outrigger-ca".into(),
         trust_domain: "cluster.local".into(),
+        webhook: None,
+        replica: "outrigger-control-plane-0".into(),
+        service: "outrigger-control-plane".into(),
+        status_lease: "outrigger-control-plane-status".into(),
     });
     let server = Server::bind(config)
         .await
@@ -78,6 +82,13 @@ async fn cluster_mode_is_not_ready_while_a_watch_is_refused_then_ready() {
     .await
     .expect("ready after the backoff");
     assert!(ready.ends_with("ready\n"), "{ready}");
+    // What the status Lease's holder asks every replica for.
+    let convergence = get(http, "/api/convergence").await;
+    assert!(convergence.starts_with("HTTP/1.1 200"), "{convergence}");
+    let body = convergence.split("\r\n\r\n").nth(1).unwrap();
+    let report: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(report["replica"], "outrigger-control-plane-0");
+    assert!(report["resources"].is_object(), "{report}");
 
     let _ = stop.send(());
     running.await.unwrap().unwrap();
