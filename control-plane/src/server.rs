@@ -11,10 +11,12 @@ mod body;
 mod ca_reload;
 mod certificates;
 mod conn;
+mod dashboard;
 mod error;
 mod query;
 mod register;
 mod serving_cert;
+mod stats_ingest;
 mod watch;
 
 use std::net::SocketAddr;
@@ -41,6 +43,7 @@ use crate::proxies::Proxies;
 use crate::registry::{self, Registry};
 use crate::reload::{self, ConfigHealth, Reloader};
 use crate::snapshot::SnapshotPublisher;
+use crate::stats::{self, StatsStore};
 use crate::token::TokenKey;
 use crate::watchers::Watchers;
 
@@ -70,6 +73,10 @@ pub struct ServeConfig {
     pub registration_warmup: Duration,
     /// What the admission webhook adds to pods (the trust domain is the CA's).
     pub inject: InjectConfig,
+    /// Length of one window of the merged latency statistics (90 are kept).
+    pub stats_window: Duration,
+    /// Series of statistics held at most (see `stats::StatsStore`).
+    pub stats_max_series: usize,
 }
 
 impl ServeConfig {
@@ -85,6 +92,8 @@ impl ServeConfig {
             registration_ttl: registry::DEFAULT_TTL,
             registration_warmup: Duration::from_secs(3),
             inject: InjectConfig::default(),
+            stats_window: stats::DEFAULT_WINDOW,
+            stats_max_series: stats::DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -110,6 +119,8 @@ pub(crate) struct Shared {
     warm_until: tokio::time::Instant,
     /// For `/v1/admission`.
     inject: InjectConfig,
+    /// The sidecars' merged statistics (`/v1/stats` in, `/api/stats` out).
+    stats: StatsStore,
 }
 
 /// Who is on the other end of one API connection.
@@ -228,6 +239,7 @@ impl Server {
             ready: AtomicBool::new(false),
             warm_until: tokio::time::Instant::now() + config.registration_warmup,
             inject,
+            stats: StatsStore::new(config.stats_window, config.stats_max_series),
         });
         Ok(Server {
             shared,

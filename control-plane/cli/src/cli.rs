@@ -191,6 +191,9 @@ pub(crate) struct ControlPlaneArgs {
     /// the sidecars' heartbeat interval.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub registration_warmup: Duration,
+    /// Length of one window of the merged latency statistics (/api/stats keeps 90).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stats_window: Duration,
     /// The proxy image the admission webhook injects.
     #[arg(long, env = "OUTRIGGER_PROXY_IMAGE", default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
@@ -207,6 +210,7 @@ impl ControlPlaneArgs {
             cert_ttl: self.cert_ttl,
             registration_ttl: self.registration_ttl,
             registration_warmup: self.registration_warmup,
+            stats_window: self.stats_window,
             inject: InjectConfig {
                 control_plane: self.inject_control_plane,
                 proxy_image: self.proxy_image,
