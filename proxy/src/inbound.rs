@@ -41,6 +41,7 @@ use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
+use crate::metrics::edges::InboundEdges;
 use crate::metrics::{ProxyMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
@@ -54,6 +55,8 @@ pub(crate) struct Inbound {
     apps: AppPorts,
     metrics: Arc<ServiceMetrics>,
     registry: Arc<ProxyMetrics>,
+    /// Requests by caller, for the stats shipped to the control plane.
+    edges: Arc<InboundEdges>,
     /// How long a plaintext (permissive) connection may take to show its protocol.
     detect_timeout: Duration,
 }
@@ -65,6 +68,7 @@ impl Inbound {
         apps: AppPorts,
         metrics: Arc<ServiceMetrics>,
         registry: Arc<ProxyMetrics>,
+        edges: Arc<InboundEdges>,
         detect_timeout: Duration,
     ) -> Result<Arc<Self>, crate::Error> {
         let clients = ClientIdVerifier::required(identity.bundle.clone(), &identity.trust_domain);
@@ -76,6 +80,7 @@ impl Inbound {
             apps,
             metrics,
             registry,
+            edges,
             detect_timeout,
         }))
     }
@@ -156,11 +161,18 @@ impl Inbound {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Resolved once per connection: the caller is the same for all its requests.
+        let edge = self.edges.for_caller(caller.id());
         let service = service_fn(move |req| {
-            let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
+            let (this, caller, app, edge) =
+                (self.clone(), caller.clone(), app.clone(), edge.clone());
             async move {
                 let grpc = crate::error::is_grpc(req.headers());
+                let start = Instant::now();
                 let response = this.forward(req, &caller, app.as_deref()).await;
+                if let Some(edge) = &edge {
+                    edge.record(response.status(), response.headers(), start.elapsed());
+                }
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 Ok::<_, Infallible>(crate::error::for_caller(grpc, response))
             }

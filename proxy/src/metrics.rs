@@ -4,6 +4,8 @@
 //! service's series live as long as its runtime state: an idle service's are dropped
 //! with it, so the page follows what the app calls, not the size of the mesh.
 
+pub(crate) mod edges;
+pub(crate) mod snapshot;
 mod status;
 mod tcp;
 
