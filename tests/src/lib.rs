@@ -16,6 +16,7 @@ pub mod netns;
 pub mod process;
 pub mod relay;
 pub mod sidecar;
+pub mod stats;
 pub mod traffic;
 pub mod watch;
 
@@ -38,5 +39,6 @@ pub use netns::{Network, Pod};
 pub use process::{Process, START_LIMIT, bin, eventually, free_port, loopback, run};
 pub use relay::RelayApp;
 pub use sidecar::Sidecar;
+pub use stats::{SidecarTotals, ms};
 pub use traffic::Traffic;
 pub use watch::WatchStream;
