@@ -5,7 +5,8 @@
 //! its caller, with the counts the test sent.
 
 use outrigger_tests::{
-    Call, EchoApp, Mesh, START_LIMIT, eventually, free_port, loopback, ms, send_many,
+    Call, EchoApp, Mesh, START_LIMIT, eventually, free_port, loopback, ms, run, send_many, stderr,
+    stdout, the_error_line,
 };
 
 const FAST: usize = 150;
@@ -129,4 +130,43 @@ async fn merged_percentiles_are_those_of_the_union() {
         .unwrap_or_else(|| panic!("{:?}", stats.resilience));
     assert_eq!(pressure.report.circuits.len(), 1);
     assert_eq!(pressure.report.bulkhead_limit, 1024);
+
+    // `outrigger stat` prints the same numbers as a table, per service and per edge.
+    let http = mesh.cp_http.to_string();
+    let (services, edges, unreachable) = tokio::task::spawn_blocking(move || {
+        (
+            run("outrigger", &["stat", "--http", &http, "--window", "15m"]),
+            run(
+                "outrigger",
+                &["stat", "shop/payments", "--edges", "--http", &http],
+            ),
+            run("outrigger", &["stat", "--http", "127.0.0.1:1"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(services.status.success(), "{}", stderr(&services));
+    let text = stdout(&services);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("payments.shop "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let success = format!("{:.2}%", merged.success_rate.unwrap() * 100.0);
+    assert!(row.contains(&success), "{row} / {success}");
+    let text = stdout(&edges);
+    assert!(text.starts_with("CALLER "), "{text}");
+    assert!(
+        text.contains("\nshop/billing  payments.shop  caller "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nshop/orders   payments.shop  caller "),
+        "{text}"
+    );
+    assert!(
+        the_error_line(&unreachable)
+            .contains("cannot get stats from the control plane at 127.0.0.1:1"),
+        "{}",
+        stderr(&unreachable)
+    );
 }

@@ -40,6 +40,9 @@ pub(crate) enum Command {
     /// Show the proxies the control plane knows and whether they run the current config;
     /// exit 0 if converged, 2 if not, 1 if the control plane cannot be asked.
     Status(StatusArgs),
+    /// Show the mesh's golden metrics (request rate, success rate, latency percentiles
+    /// exact across sidecars) per service, or per caller→service edge.
+    Stat(StatArgs),
     /// Write the CustomResourceDefinitions of MeshService, TrafficPolicy and ServerPolicy,
     /// generated from the Rust types (into --dir, or to stdout).
     Crds(CrdsArgs),
@@ -71,6 +74,27 @@ pub(crate) struct InjectArgs {
 
 #[derive(Args)]
 pub(crate) struct StatusArgs {
+    /// The control plane's plain-HTTP address (its --http).
+    #[arg(long, env = "OUTRIGGER_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+}
+
+#[derive(Args)]
+pub(crate) struct StatArgs {
+    /// Only this service (`name.namespace`, `namespace/name`, or `name`).
+    pub service: Option<String>,
+    /// One row per caller→service edge instead of per service.
+    #[arg(long)]
+    pub edges: bool,
+    /// The time the numbers cover.
+    #[arg(long, default_value = "1m", value_parser = ["1m", "5m", "15m"])]
+    pub window: String,
+    /// Redraw the table in place every --interval until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between two redraws with --watch.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
     /// The control plane's plain-HTTP address (its --http).
     #[arg(long, env = "OUTRIGGER_HTTP", default_value = "127.0.0.1:8080")]
     pub http: String,
