@@ -3,9 +3,11 @@
 //! them a sidecar's view of the control plane's API (certificates, watch, register).
 
 pub mod apps;
+pub mod browser;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod components;
 pub mod control_plane;
 pub mod control_plane_client;
 pub mod faults;
@@ -21,6 +23,7 @@ pub mod traffic;
 pub mod watch;
 
 pub use apps::EchoApp;
+pub use browser::Browser;
 pub use cli::{path, stderr, stdout, the_error_line};
 pub use client::{
     Http1, Reply, get_h1, get_h1_absolute, get_h2, get_h2_tls, send_h2_tls, tls_client,

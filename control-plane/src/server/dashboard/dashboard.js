@@ -76,6 +76,7 @@ function renderServices(stats) {
   const rows = stats.services.map((s) => {
     const tr = el("tr", null, health(s));
     tr.dataset.service = s.service;
+    tr.dataset.requests = String(s.requests);
     cell(tr, s.service);
     goldenCells(tr, s);
     cell(tr, fmtMs(s.max_ms), "num muted");
@@ -90,6 +91,7 @@ function renderEdges(stats) {
     const tr = el("tr", null, health(e));
     tr.dataset.caller = e.caller;
     tr.dataset.service = e.service;
+    tr.dataset.requests = String(e.requests);
     cell(tr, e.caller);
     cell(tr, e.service);
     goldenCells(tr, e);
@@ -112,17 +114,21 @@ function drawTopology(edges) {
   const nodes = [];
   const y = (list, name) => 10 + list.indexOf(name) * rowH + (height - 10 - list.length * rowH) / 2;
   const colour = { ok: "#1f9d55", warn: "#d98e04", bad: "#d64545", "": "#9aa3b2" };
+  // Thicker lines carry more requests; the colour is the edge's health. The numbers are
+  // in the table below and in each line's tooltip.
+  const busiest = Math.max(1, ...edges.map((e) => e.rate));
   for (const e of edges) {
     const y1 = y(callers, e.caller) + 14, y2 = y(services, e.service) + 14;
     const x1 = nodeW + 4, x2 = width - nodeW - 4;
     const line = svg("path", {
       d: `M${x1},${y1} C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}`,
-      fill: "none", stroke: colour[health(e)], "stroke-width": 2,
+      fill: "none", stroke: colour[health(e)],
+      "stroke-width": (1.5 + 4.5 * Math.sqrt(e.rate / busiest)).toFixed(1),
+      "stroke-linecap": "round",
     });
-    line.appendChild(svg("title", {}, `${e.caller} → ${e.service}`));
+    line.appendChild(svg("title", {},
+      `${e.caller} → ${e.service}: ${fmtRate(e.rate)}/s, ${fmtPct(e.success_rate)} success, p99 ${fmtMs(e.p99_ms)}`));
     nodes.push(line);
-    nodes.push(svg("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "text-anchor": "middle", class: "label" },
-      `${fmtRate(e.rate)}/s · ${fmtPct(e.success_rate)} · p99 ${fmtMs(e.p99_ms)}`));
   }
   const node = (x, yy, name) => {
     nodes.push(svg("rect", { x, y: yy, width: nodeW, height: 28, rx: 6, class: "node" }));
@@ -139,6 +145,11 @@ function drawTopology(edges) {
 // One small chart per service: p50 and p99 of each 10 s window over the last 15 minutes.
 function renderCharts(timeline) {
   const holder = document.getElementById("charts");
+  // The server always sends the whole ring (90 windows), measured or not.
+  const windows = timeline.services.length ? timeline.services[0].points.length : 90;
+  const span = timeline.window_secs * windows;
+  document.getElementById("chart-span").textContent =
+    `last ${span >= 180 ? Math.round(span / 60) + " min" : Math.round(span) + " s"}, ${timeline.window_secs} s windows`;
   const charts = timeline.services.map((s) => {
     const card = el("div", null, "chart");
     card.dataset.service = s.service;
@@ -155,27 +166,36 @@ function renderCharts(timeline) {
 }
 
 function chart(points, windowSecs) {
-  const W = 600, H = 120, left = 46, bottom = 16;
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  const W = 320, H = 110, left = 46, bottom = 16, right = 6;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}` });
   const values = points.flatMap((p) => (p ? [p.p50_ms || 0, p.p99_ms || 0] : []));
-  const top = niceCeiling(Math.max(1, ...values));
-  const x = (i) => left + (i / Math.max(1, points.length - 1)) * (W - left - 4);
-  const yv = (v) => 4 + (1 - v / top) * (H - bottom - 4);
+  const top = niceCeiling(Math.max(0.1, ...values));
+  const x = (i) => left + (i / Math.max(1, points.length - 1)) * (W - left - right);
+  const yv = (v) => 6 + (1 - v / top) * (H - bottom - 6);
   for (const v of [0, top / 2, top]) {
-    root.appendChild(svg("line", { x1: left, x2: W - 4, y1: yv(v), y2: yv(v), class: "axis" }));
-    root.appendChild(svg("text", { x: left - 4, y: yv(v) + 3, "text-anchor": "end" }, fmtMs(v)));
+    root.appendChild(svg("line", { x1: left, x2: W - right, y1: yv(v), y2: yv(v), class: "axis" }));
+    root.appendChild(svg("text", { x: left - 6, y: yv(v) + 4, "text-anchor": "end" }, v === 0 ? "0" : fmtMs(v)));
   }
-  const minutes = Math.round((points.length * windowSecs) / 60);
-  root.appendChild(svg("text", { x: left, y: H - 3 }, `-${minutes}m`));
-  root.appendChild(svg("text", { x: W - 4, y: H - 3, "text-anchor": "end" }, "now"));
+  // Three ticks back in time, in minutes (or seconds, for short windows).
+  const span = points.length * windowSecs;
+  for (const part of [1, 2 / 3, 1 / 3]) {
+    const secs = span * part;
+    const i = Math.max(0, points.length - 1 - secs / windowSecs);
+    const label = span >= 180 ? `-${Math.round(secs / 60)}m` : `-${Math.round(secs)}s`;
+    root.appendChild(svg("text", { x: x(i), y: H - 4, "text-anchor": part === 1 ? "start" : "middle" }, label));
+  }
+  root.appendChild(svg("text", { x: W - right, y: H - 4, "text-anchor": "end" }, "now"));
   for (const [key, cls] of [["p50_ms", "p50"], ["p99_ms", "p99"]]) {
-    let d = "", pen = "M";
+    let d = "";
     points.forEach((p, i) => {
-      if (!p || p[key] === null) { pen = "M"; return; }
-      d += `${pen}${x(i).toFixed(1)},${yv(p[key]).toFixed(1)} `;
-      pen = "L";
+      if (!p || p[key] === null) return;
+      const joined = i > 0 && points[i - 1] && points[i - 1][key] !== null;
+      d += `${joined ? "L" : "M"}${x(i).toFixed(1)},${yv(p[key]).toFixed(1)} `;
+      // A window with no measured neighbour is a dot, not an invisible zero-length line.
+      const alone = !joined && !(points[i + 1] && points[i + 1][key] !== null);
+      if (alone) root.appendChild(svg("circle", { cx: x(i), cy: yv(p[key]), r: 2.5, class: cls + " dot" }));
     });
-    if (d) root.appendChild(svg("path", { d, class: cls, "vector-effect": "non-scaling-stroke" }));
+    if (d) root.appendChild(svg("path", { d, class: cls }));
   }
   return root;
 }
@@ -229,7 +249,8 @@ function renderStatus(status) {
   const pill = document.getElementById("mesh-state");
   pill.textContent = `config v${status.version} · ` + (status.converged ? "converged" : "not converged");
   pill.className = "pill " + (status.converged ? "ok" : "bad");
-  if (status.config_errors.length > 0) pill.className = "pill warn";
+  const errors = status.config_errors || [];
+  if (errors.length > 0) pill.className = "pill warn";
   const rows = status.proxies.map((p) => {
     const current = p.applied_version === status.version;
     const tr = el("tr", null, !p.connected ? "" : current ? "ok" : "bad");
@@ -241,7 +262,7 @@ function renderStatus(status) {
     return tr;
   });
   fill("#proxies", rows);
-  document.getElementById("config-errors").replaceChildren(...status.config_errors.map((e) => el("li", e)));
+  document.getElementById("config-errors").replaceChildren(...errors.map((e) => el("li", e)));
 }
 
 async function getJson(path) {
@@ -253,23 +274,27 @@ async function getJson(path) {
 let timer = null;
 async function refresh() {
   clearTimeout(timer);
+  // The next poll is due however this one ends; a failure to draw is thrown on (the
+  // browser reports it), a failure to fetch is shown on the page.
+  timer = setTimeout(refresh, POLL_MS);
   const windowName = document.getElementById("window").value;
+  let stats, timeline, status;
   try {
-    const [stats, timeline, status] = await Promise.all([
+    [stats, timeline, status] = await Promise.all([
       getJson("/api/stats?window=" + encodeURIComponent(windowName)),
       getJson("/api/stats/timeline"),
       getJson("/api/status"),
     ]);
-    renderServices(stats);
-    renderEdges(stats);
-    renderResilience(stats);
-    renderCharts(timeline);
-    renderStatus(status);
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (error) {
     document.getElementById("updated").textContent = "cannot reach the control plane: " + error.message;
+    return;
   }
-  timer = setTimeout(refresh, POLL_MS);
+  renderServices(stats);
+  renderEdges(stats);
+  renderResilience(stats);
+  renderCharts(timeline);
+  renderStatus(status);
+  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
 document.getElementById("window").addEventListener("change", refresh);
