@@ -77,6 +77,8 @@ pub struct ServeConfig {
     pub stats_window: Duration,
     /// Series of statistics held at most (see `stats::StatsStore`).
     pub stats_max_series: usize,
+    /// Heap the statistics' windows may take; above it the oldest go first.
+    pub stats_max_bytes: usize,
 }
 
 impl ServeConfig {
@@ -94,6 +96,7 @@ impl ServeConfig {
             inject: InjectConfig::default(),
             stats_window: stats::DEFAULT_WINDOW,
             stats_max_series: stats::DEFAULT_MAX_SERIES,
+            stats_max_bytes: stats::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -239,7 +242,11 @@ impl Server {
             ready: AtomicBool::new(false),
             warm_until: tokio::time::Instant::now() + config.registration_warmup,
             inject,
-            stats: StatsStore::new(config.stats_window, config.stats_max_series),
+            stats: StatsStore::new(
+                config.stats_window,
+                config.stats_max_series,
+                config.stats_max_bytes,
+            ),
         });
         Ok(Server {
             shared,

@@ -18,6 +18,8 @@ use std::time::Duration;
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 /// Series (side, caller, callee) held at most: 2 sides of 2,048 edges.
 pub const DEFAULT_MAX_SERIES: usize = 4096;
+/// Heap held by the windows at most; above it the oldest windows go first.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
 
 /// `1m`, `5m` or `15m` as a number of windows of `window`.
 pub fn windows_in(name: &str, window: Duration) -> Option<u64> {

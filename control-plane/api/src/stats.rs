@@ -103,6 +103,10 @@ pub struct MeshStats {
     pub resilience: Vec<ResilienceStats>,
     /// Series refused since start because the control plane holds as many as it may.
     pub refused_series: u64,
+    /// Windows dropped before their 15 minutes were up, to stay within the control
+    /// plane's memory budget for statistics (`--stats-max-mib`).
+    #[serde(default)]
+    pub trimmed_windows: u64,
 }
 
 /// One service, all its callers: each call counted once (see [`EdgeStats::side`]).

@@ -218,6 +218,10 @@ pub(crate) struct ControlPlaneArgs {
     /// Length of one window of the merged latency statistics (/api/stats keeps 90).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub stats_window: Duration,
+    /// Memory the statistics' windows may take, in MiB; above it the oldest windows are
+    /// dropped first (history gets shorter, the latest numbers stay exact).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stats_max_mib: u32,
     /// The proxy image the admission webhook injects.
     #[arg(long, env = "OUTRIGGER_PROXY_IMAGE", default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
@@ -235,6 +239,7 @@ impl ControlPlaneArgs {
             registration_ttl: self.registration_ttl,
             registration_warmup: self.registration_warmup,
             stats_window: self.stats_window,
+            stats_max_bytes: (self.stats_max_mib as usize) << 20,
             inject: InjectConfig {
                 control_plane: self.inject_control_plane,
                 proxy_image: self.proxy_image,

@@ -54,6 +54,18 @@ impl Ring {
         }
     }
 
+    /// The index of the oldest window held.
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        self.windows.front().map(|(i, _)| *i)
+    }
+
+    /// Drops the oldest window if it is window `index`.
+    pub(crate) fn drop_oldest_if(&mut self, index: u64) {
+        if self.oldest() == Some(index) {
+            self.windows.pop_front();
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.windows.is_empty()
     }

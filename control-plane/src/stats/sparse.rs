@@ -45,6 +45,13 @@ impl Sparse {
 
     /// The union of the two: counts of the same value added.
     pub(crate) fn merge(&self, other: &Sparse) -> Sparse {
+        // The common case of a first window, a first edge: a copy, no re-encoding.
+        if self.0.is_empty() {
+            return other.clone();
+        }
+        if other.0.is_empty() {
+            return self.clone();
+        }
         let (mut a, mut b) = (self.iter().peekable(), other.iter().peekable());
         let merged = std::iter::from_fn(move || match (a.peek(), b.peek()) {
             (Some(x), Some(y)) if x.0 == y.0 => {
@@ -60,6 +67,7 @@ impl Sparse {
     }
 
     /// Adds every count to `into` (which should have the precision the values came from).
+    #[cfg(test)]
     pub(crate) fn add_to(&self, into: &mut Histogram<u64>) {
         for (value, count) in self.iter() {
             into.saturating_record_n(value, count);

@@ -9,8 +9,10 @@
 //! the sum of its edges', so each call is counted once in every view.
 //!
 //! Memory. At most `max_series` series (a new one beyond is refused and counted), each
-//! at most [`WINDOWS`] windows, each window a sparse histogram (about 2 bytes per bucket
-//! that counted anything; at most the ~18,000 buckets of 1 µs to 100 s at 3 digits).
+//! at most [`WINDOWS`] windows, each window a sparse histogram (about 2.4 bytes per
+//! bucket that counted anything: at most the calls of the window, and at most the
+//! ~18,000 buckets of 1 µs to 100 s at 3 digits). Above `max_bytes`, the oldest window of
+//! every series is dropped until it fits: history gets shorter, the latest stays exact.
 //! Time is tokio's, so that the windows can be tested with paused time.
 
 use std::collections::HashMap;
@@ -52,6 +54,10 @@ pub(crate) struct State {
     /// By (proxy id, service).
     pressure: HashMap<(String, String), Pressure>,
     refused: u64,
+    /// Heap bytes of the series and their windows.
+    bytes: usize,
+    /// Windows dropped early to stay within `max_bytes`.
+    trimmed: u64,
     /// What queries computed from closed windows, which never change again.
     pub cache: views::Cache,
 }
@@ -61,12 +67,14 @@ pub struct StatsStore {
     epoch: Instant,
     epoch_unix_ms: u64,
     max_series: usize,
+    max_bytes: usize,
     state: Mutex<State>,
 }
 
 impl StatsStore {
-    /// Windows of `window` (10 s in production); at most `max_series` series.
-    pub fn new(window: Duration, max_series: usize) -> Self {
+    /// Windows of `window` (10 s in production); at most `max_series` series and
+    /// `max_bytes` of windows.
+    pub fn new(window: Duration, max_series: usize, max_bytes: usize) -> Self {
         let epoch_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -75,6 +83,7 @@ impl StatsStore {
             epoch: Instant::now(),
             epoch_unix_ms,
             max_series,
+            max_bytes,
             state: Mutex::default(),
         }
     }
@@ -157,16 +166,27 @@ impl StatsStore {
         let mut accepted = 0;
         for (key, counts) in decoded {
             let full = state.series.len() >= self.max_series;
-            match state.series.get_mut(&key) {
-                Some(ring) => ring.add(now, &counts),
+            let grown = match state.series.get_mut(&key) {
+                Some(ring) => {
+                    let before = ring.heap_bytes();
+                    ring.add(now, &counts);
+                    ring.heap_bytes().saturating_sub(before)
+                }
                 None if full => {
                     state.refused += 1;
                     continue;
                 }
-                None => state.series.entry(key).or_default().add(now, &counts),
-            }
+                None => {
+                    let bytes = series_bytes(&key);
+                    let ring = state.series.entry(key).or_default();
+                    ring.add(now, &counts);
+                    bytes + ring.heap_bytes()
+                }
+            };
+            state.bytes += grown;
             accepted += 1;
         }
+        while state.bytes > self.max_bytes && trim_oldest(&mut state, now) {}
         accepted
     }
 
@@ -190,6 +210,7 @@ impl StatsStore {
             edges,
             resilience,
             refused_series: state.refused,
+            trimmed_windows: state.trimmed,
         }
     }
 
@@ -219,18 +240,10 @@ impl StatsStore {
         }
     }
 
-    /// Bytes held by the series (their windows), for the memory measurement.
+    /// Bytes held by the series (their windows) and the query caches.
     pub fn heap_bytes(&self) -> usize {
         let state = self.lock();
-        let per_entry = std::mem::size_of::<(SeriesKey, Ring)>();
-        let series: usize = state
-            .series
-            .iter()
-            .map(|(k, ring)| {
-                per_entry + k.caller.capacity() + k.service.capacity() + ring.heap_bytes()
-            })
-            .sum();
-        series + views::cache_bytes(&state)
+        state.bytes + views::cache_bytes(&state)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -276,7 +289,39 @@ fn expire(state: &mut State, now: u64) {
         ring.expire(now);
         !ring.is_empty()
     });
+    state.bytes = total_bytes(state);
     state.pressure.retain(|_, p| p.last_window + WINDOWS > now);
+}
+
+/// Drops the oldest window of the store (never the current one); false if none is left.
+fn trim_oldest(state: &mut State, now: u64) -> bool {
+    let Some(oldest) = state.series.values().filter_map(Ring::oldest).min() else {
+        return false;
+    };
+    if oldest >= now {
+        return false;
+    }
+    for ring in state.series.values_mut() {
+        ring.drop_oldest_if(oldest);
+    }
+    state.series.retain(|_, ring| !ring.is_empty());
+    state.bytes = total_bytes(state);
+    state.trimmed += 1;
+    // Sums of closed windows may hold the dropped one.
+    state.cache = views::Cache::default();
+    true
+}
+
+fn series_bytes(key: &SeriesKey) -> usize {
+    std::mem::size_of::<(SeriesKey, Ring)>() + key.caller.capacity() + key.service.capacity()
+}
+
+fn total_bytes(state: &State) -> usize {
+    state
+        .series
+        .iter()
+        .map(|(key, ring)| series_bytes(key) + ring.heap_bytes())
+        .sum()
 }
 
 /// `namespace/service-account`: how `outrigger status` and the policies name identities.

@@ -58,7 +58,7 @@ fn report(series: Vec<SeriesReport>) -> StatsReport {
 
 #[tokio::test(start_paused = true)]
 async fn merges_two_sidecars_exactly_and_counts_each_call_once() {
-    let store = StatsStore::new(WINDOW, 100);
+    let store = StatsStore::new(WINDOW, 100, usize::MAX);
     let fast = histogram((0..300).map(|i| 2_000 + i * 3));
     let slow = histogram((0..100).map(|i| 40_000 + i * 150));
     // orders and billing call payments (client side); payments' own sidecar saw the
@@ -147,7 +147,7 @@ async fn merges_two_sidecars_exactly_and_counts_each_call_once() {
 
 #[tokio::test(start_paused = true)]
 async fn windows_slide_and_expire() {
-    let store = StatsStore::new(WINDOW, 100);
+    let store = StatsStore::new(WINDOW, 100, usize::MAX);
     let orders = id("shop/orders");
     let one = |ms: u64| {
         report(vec![series(
@@ -189,7 +189,7 @@ async fn windows_slide_and_expire() {
 
 #[tokio::test(start_paused = true)]
 async fn series_are_capped_and_bad_reports_refused_whole() {
-    let store = StatsStore::new(WINDOW, 2);
+    let store = StatsStore::new(WINDOW, 2, usize::MAX);
     let h = histogram([1_000]);
     let three = report(
         ["a.shop", "b.shop", "c.shop"]
@@ -225,7 +225,7 @@ async fn series_are_capped_and_bad_reports_refused_whole() {
 
 #[tokio::test(start_paused = true)]
 async fn resilience_is_the_last_report_with_counts_summed() {
-    let store = StatsStore::new(WINDOW, 10);
+    let store = StatsStore::new(WINDOW, 10, usize::MAX);
     let pressure = |retries| StatsReport {
         proxy_id: "orders-1".into(),
         series: vec![],
@@ -261,7 +261,7 @@ async fn resilience_is_the_last_report_with_counts_summed() {
 /// measured; docs/observability.md quotes it.
 async fn fill_and_measure(calls: usize) -> usize {
     const EDGES: usize = 1_000;
-    let store = StatsStore::new(WINDOW, 2 * EDGES);
+    let store = StatsStore::new(WINDOW, 2 * EDGES, usize::MAX);
     let shapes: Vec<Counts> = (0..8u64)
         .map(|k| {
             let mut rng = fastrand::Rng::with_seed(k);
@@ -323,4 +323,54 @@ async fn memory_with_a_thousand_edges_at_10_per_second() {
 async fn memory_with_a_thousand_edges_at_100_per_second() {
     let bytes = fill_and_measure(1_000).await;
     assert!(bytes < 512 << 20, "{bytes} bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn over_the_memory_budget_the_oldest_windows_go_first() {
+    let spread = |seed: u64| {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        histogram((0..200).map(|_| rng.u64(1_000..200_000)))
+    };
+    let unbounded = StatsStore::new(WINDOW, 100, usize::MAX);
+    let orders = id("shop/orders");
+    for w in 0..10 {
+        let r = report(vec![series(
+            Side::Client,
+            "payments.shop",
+            None,
+            &spread(w),
+            200,
+        )]);
+        unbounded.ingest(&orders, &r).unwrap();
+        tokio::time::advance(WINDOW).await;
+    }
+    // A budget of about half of that keeps the newest half.
+    let budget = unbounded.heap_bytes() / 2;
+    let bounded = StatsStore::new(WINDOW, 100, budget);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    for w in 0..10 {
+        let r = report(vec![series(
+            Side::Client,
+            "payments.shop",
+            None,
+            &spread(w),
+            200,
+        )]);
+        bounded.ingest(&orders, &r).unwrap();
+        assert!(bounded.heap_bytes() <= budget, "window {w}");
+        tokio::time::advance(WINDOW).await;
+    }
+    let stats = bounded.query("15m", 90);
+    assert!(stats.trimmed_windows >= 4, "{}", stats.trimmed_windows);
+    let kept = stats.services[0].golden.requests / 200;
+    assert!((4..=6).contains(&kept), "{kept} windows kept");
+    // What is kept is the newest, exactly.
+    let mut newest = histogram([]);
+    for w in (10 - kept)..10 {
+        newest.add(spread(w)).unwrap();
+    }
+    assert_eq!(
+        stats.services[0].golden.p99_ms,
+        Some(newest.value_at_quantile(0.99) as f64 / 1000.0)
+    );
 }

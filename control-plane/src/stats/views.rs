@@ -86,15 +86,11 @@ pub(crate) fn golden(
     let mut services: BTreeMap<&str, Accumulator> = BTreeMap::new();
     for ((caller, service), sides) in &all {
         let (side, counts) = chosen(sides);
-        let mut edge = Accumulator::new();
-        edge.add(counts);
+        let edge = Accumulator::from(counts);
         if edge.is_empty() {
             continue;
         }
-        services
-            .entry(service)
-            .or_insert_with(Accumulator::new)
-            .add(counts);
+        services.entry(service).or_default().add(counts);
         edges.push(EdgeStats {
             caller: caller.clone(),
             service: service.clone(),
@@ -116,10 +112,7 @@ pub(crate) fn golden(
 fn points_in(state: &State, window: u64, secs: f64) -> BTreeMap<String, Golden> {
     let mut services: BTreeMap<String, Accumulator> = BTreeMap::new();
     for ((_, service), sides) in sums(state, window, window) {
-        services
-            .entry(service)
-            .or_insert_with(Accumulator::new)
-            .add(chosen(&sides).1);
+        services.entry(service).or_default().add(chosen(&sides).1);
     }
     services
         .into_iter()
