@@ -1,17 +1,21 @@
 //! `POST /v1/stats` (mTLS): one interval of a sidecar's measurements. The client
 //! certificate says who the caller of its client-side series is, so a sidecar can only
-//! report calls as itself.
+//! report calls as itself; and its server-side series are kept only for a MeshService
+//! whose identity is its own, so it can only report calls to itself.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use outrigger_api::{StatsAccepted, StatsReport};
-use tracing::warn;
+use outrigger_api::{Side, StatsAccepted, StatsReport};
+use outrigger_certs::SpiffeId;
+use tracing::{debug, warn};
 
 use super::api_error::ApiFailure;
 use super::body::{RespBody, json};
 use super::certificates::read_body_up_to;
 use super::query::check_proxy_id;
 use super::{ConnInfo, Shared};
+use crate::policy::ServiceKey;
+use crate::snapshot::MeshConfig;
 
 /// A report of a sidecar calling a few hundred services, histograms included.
 const MAX_REPORT: usize = 8 << 20;
@@ -41,12 +45,35 @@ async fn ingest(
         ));
     };
     let body = read_body_up_to(req.into_body(), MAX_REPORT).await?;
-    let report: StatsReport = serde_json::from_slice(&body)
+    let mut report: StatsReport = serde_json::from_slice(&body)
         .map_err(|e| ApiFailure::BadRequest(format!("body is not a stats report: {e}")))?;
     check_proxy_id(&report.proxy_id).map_err(ApiFailure::BadRequest)?;
+    let config = shared.snapshots.current();
+    report.series.retain(|series| {
+        let own = series.side == Side::Client || serves(&config, &series.service, identity);
+        if !own {
+            debug!(
+                proxy = %report.proxy_id,
+                %identity,
+                service = %series.service,
+                "dropped server-side stats of a service that is not the caller's"
+            );
+        }
+        own
+    });
     let accepted = shared
         .stats
         .ingest(identity, &report)
         .map_err(ApiFailure::BadRequest)?;
     Ok(StatsAccepted { accepted })
+}
+
+/// Whether `service` (`name.namespace`) is a MeshService whose identity is `identity`.
+fn serves(config: &MeshConfig, service: &str, identity: &SpiffeId) -> bool {
+    let Some((name, namespace)) = service.split_once('.') else {
+        return false;
+    };
+    config
+        .service(&ServiceKey::new(namespace, name))
+        .is_some_and(|s| s.identity == identity.as_str())
 }

@@ -98,6 +98,8 @@ pub(crate) fn golden(
             golden: edge.golden(covered_secs),
         });
     }
+    // All the callers of a service together.
+    edges.sort_by(|a, b| (&a.service, &a.caller).cmp(&(&b.service, &b.caller)));
     let services = services
         .into_iter()
         .map(|(service, acc)| ServiceStats {
