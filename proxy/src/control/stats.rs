@@ -238,3 +238,114 @@ pub(crate) async fn ship(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::Deserializer;
+    use http::{HeaderMap, StatusCode};
+    use outrigger_certs::{CaPaths, TrustBundle, init_ca};
+
+    use super::*;
+    use crate::mesh::MeshState;
+    use crate::outbound::TargetContext;
+    use crate::transport::mesh_client_config;
+
+    fn shipper(dir: &std::path::Path) -> (Shipper, Arc<ProxyMetrics>, Arc<InboundEdges>) {
+        init_ca(dir, "cluster.local").expect("CA");
+        let pem = std::fs::read_to_string(CaPaths::new(dir).trust_anchor()).expect("PEM");
+        let metrics = ProxyMetrics::new();
+        let identity = Identity::new(
+            TrustBundle::from_pem(&pem).expect("bundle"),
+            "cluster.local",
+            metrics.clone(),
+        );
+        let mesh = MeshState::new(identity.clone(), metrics.clone());
+        let context = TargetContext {
+            tls: mesh_client_config(&identity).expect("TLS config"),
+            metrics: metrics.clone(),
+            connect_timeout: Duration::from_secs(1),
+        };
+        let edges = Arc::new(InboundEdges::default());
+        let sources = StatsSources {
+            metrics: metrics.clone(),
+            edges: edges.clone(),
+            targets: Targets::new(context, mesh, Duration::from_secs(300)),
+        };
+        (Shipper::new(sources, "p-1".into()), metrics, edges)
+    }
+
+    fn latency(series: &SeriesReport) -> Histogram<u64> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&series.latency)
+            .unwrap();
+        Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ships_each_interval_s_delta_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut shipper, metrics, edges) = shipper(dir.path());
+        let payments = metrics.service(Direction::Outbound, "payments.shop");
+        let unknown = metrics.service(Direction::Outbound, "unknown");
+        payments.record_status(200, Duration::from_millis(2));
+        payments.record_status(503, Duration::from_millis(40));
+        unknown.record_status(200, Duration::from_millis(1));
+
+        let first = shipper.report();
+        assert_eq!(first.proxy_id, "p-1");
+        assert_eq!(first.series.len(), 1, "not `unknown`: {:?}", first.series);
+        let series = &first.series[0];
+        assert_eq!(
+            (series.side, series.service.as_str()),
+            (Side::Client, "payments.shop")
+        );
+        assert_eq!((series.requests, series.successes), (2, 1));
+        assert_eq!(latency(series).len(), 2);
+        assert!(shipper.report().series.is_empty(), "nothing new");
+
+        payments.record_status(200, Duration::from_millis(7));
+        let next = shipper.report();
+        assert_eq!((next.series[0].requests, next.series[0].successes), (1, 1));
+        let h = latency(&next.series[0]);
+        assert_eq!(h.len(), 1);
+        assert!(h.equivalent(h.max(), 7_000), "{}", h.max());
+
+        // The service went idle and was rebuilt: its new handle counts from zero.
+        drop(payments);
+        let rebuilt = metrics.service(Direction::Outbound, "payments.shop");
+        rebuilt.record_status(200, Duration::from_millis(3));
+        let after = shipper.report();
+        assert_eq!(after.series[0].requests, 1);
+
+        // Inbound calls by caller, once this proxy knows which service it is.
+        let orders = edges
+            .for_caller(Some("spiffe://cluster.local/ns/shop/sa/orders"))
+            .unwrap();
+        orders.record(StatusCode::OK, &HeaderMap::new(), Duration::from_millis(1));
+        assert!(
+            shipper.report().series.is_empty(),
+            "no service to report them for"
+        );
+        shipper.inbound_service = Some("billing.shop".into());
+        orders.record(
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            Duration::from_millis(1),
+        );
+        let inbound = shipper.report();
+        assert_eq!(inbound.series.len(), 1);
+        let series = &inbound.series[0];
+        assert_eq!(series.side, Side::Server);
+        assert_eq!(series.service, "billing.shop");
+        assert_eq!(
+            series.caller.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/orders")
+        );
+        assert_eq!((series.requests, series.successes), (1, 0));
+        assert!(inbound.resilience.is_empty(), "no service called yet");
+    }
+}
