@@ -230,6 +230,7 @@ mod tests {
         assert_eq!(config.admin_addr.to_string(), "127.0.0.1:4191");
         assert_eq!(config.workers, 1);
         assert_eq!(config.connect_timeout, Duration::from_secs(1));
+        assert_eq!(config.stats_interval, Duration::from_secs(10));
     }
 
     #[test]
