@@ -15,6 +15,8 @@ pub mod registry;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
+pub mod stat_table;
+pub mod stats;
 pub mod status_report;
 pub mod token;
 pub mod watchers;

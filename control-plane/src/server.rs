@@ -11,10 +11,12 @@ mod body;
 mod ca_reload;
 mod certificates;
 mod conn;
+mod dashboard;
 mod error;
 mod query;
 mod register;
 mod serving_cert;
+mod stats_ingest;
 mod watch;
 
 use std::net::SocketAddr;
@@ -48,6 +50,7 @@ use crate::proxies::Proxies;
 use crate::registry::{self, Registry};
 use crate::reload::{self, ConfigHealth, Reloader};
 use crate::snapshot::SnapshotPublisher;
+use crate::stats::{self, StatsStore};
 use crate::token::TokenKey;
 use crate::watchers::Watchers;
 
@@ -83,6 +86,12 @@ pub struct ServeConfig {
     /// Cluster mode: the policy, the CA and workload identities come from the API
     /// server instead of `policy_dir`, `data_dir/ca` and local tokens alone.
     pub kubernetes: Option<ClusterMode>,
+    /// Length of one window of the merged latency statistics (90 are kept).
+    pub stats_window: Duration,
+    /// Series of statistics held at most (see `stats::StatsStore`).
+    pub stats_max_series: usize,
+    /// Heap the statistics' windows may take; above it the oldest go first.
+    pub stats_max_bytes: usize,
 }
 
 /// Where cluster mode finds its API server and its CA.
@@ -138,6 +147,9 @@ impl ServeConfig {
             inject: InjectConfig::default(),
             serving_dns_names: Vec::new(),
             kubernetes: None,
+            stats_window: stats::DEFAULT_WINDOW,
+            stats_max_series: stats::DEFAULT_MAX_SERIES,
+            stats_max_bytes: stats::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -169,6 +181,8 @@ pub(crate) struct Shared {
     token_review: Option<TokenReviewer>,
     /// Cluster mode: this replica's convergence counts (`/api/convergence`).
     convergence: Option<Arc<LocalConvergence>>,
+    /// The sidecars' merged statistics (`/v1/stats` in, `/api/stats` out).
+    stats: StatsStore,
 }
 
 /// What cluster mode runs beside the servers.
@@ -353,6 +367,11 @@ impl Server {
             cluster_health,
             token_review,
             convergence,
+            stats: StatsStore::new(
+                config.stats_window,
+                config.stats_max_series,
+                config.stats_max_bytes,
+            ),
         });
         Ok(Server {
             shared,

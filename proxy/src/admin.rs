@@ -1,5 +1,6 @@
 //! The admin listener: `/live`, `/ready` (a certificate and a config are held),
-//! `/metrics` (Prometheus text) and `/config` (what the proxy enforces now, as JSON).
+//! `/metrics` (Prometheus text), `/config` (what the proxy enforces now, as JSON) and
+//! `/stats` (the totals behind the statistics shipped to the control plane).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -78,6 +79,15 @@ impl Admin {
                 response
             }
             "/config" => self.config(),
+            "/stats" => {
+                let body = self.metrics.tallies_json();
+                let mut response = text(StatusCode::OK, body.to_string());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                response
+            }
             "/circuits" => {
                 let body = crate::circuits_view::json(&self.targets.built());
                 let mut response = text(StatusCode::OK, body.to_string());

@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "OUTRIGGER_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Time between two shipments of latency and resilience statistics to the control
+    /// plane (`POST /v1/stats`).
+    #[arg(long, env = "OUTRIGGER_STATS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+
     /// Where the local app listens; inbound requests go there.
     #[arg(long, env = "OUTRIGGER_APP_ADDR")]
     pub app_addr: Option<SocketAddr>,
@@ -232,6 +237,7 @@ mod tests {
         assert_eq!(config.admin_addr.to_string(), "127.0.0.1:4191");
         assert_eq!(config.workers, 1);
         assert_eq!(config.connect_timeout, Duration::from_secs(1));
+        assert_eq!(config.stats_interval, Duration::from_secs(10));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod certify;
 mod client;
 pub(crate) mod register;
+pub(crate) mod stats;
 pub(crate) mod watch;
 
 pub(crate) use certify::certify;

@@ -72,8 +72,7 @@ impl GrpcCounts {
     }
 
     /// The non-zero counts, by status name.
-    #[cfg(test)]
-    fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         NAMES
             .iter()
             .zip(&self.counters)

@@ -41,6 +41,7 @@ use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
+use crate::metrics::edges::InboundEdges;
 use crate::metrics::{ProxyMetrics, RequestMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
@@ -55,9 +56,19 @@ pub(crate) struct Inbound {
     apps: AppPorts,
     metrics: Arc<ServiceMetrics>,
     registry: Arc<ProxyMetrics>,
+    /// Requests by caller, for the stats shipped to the control plane.
+    edges: Arc<InboundEdges>,
     /// How long a plaintext (permissive) connection may take to show its protocol.
     detect_timeout: Duration,
     tracer: Tracer,
+}
+
+/// What the inbound side counts into: its service's metrics, the registry (TLS
+/// handshakes), and the per-caller stats shipped to the control plane.
+pub(crate) struct InboundMetrics {
+    pub service: Arc<ServiceMetrics>,
+    pub registry: Arc<ProxyMetrics>,
+    pub edges: Arc<InboundEdges>,
 }
 
 impl Inbound {
@@ -65,11 +76,15 @@ impl Inbound {
         identity: &Identity,
         policy: Arc<InboundPolicyCell>,
         apps: AppPorts,
-        metrics: Arc<ServiceMetrics>,
-        registry: Arc<ProxyMetrics>,
+        metrics: InboundMetrics,
         detect_timeout: Duration,
         tracer: Tracer,
     ) -> Result<Arc<Self>, crate::Error> {
+        let InboundMetrics {
+            service: metrics,
+            registry,
+            edges,
+        } = metrics;
         let clients = ClientIdVerifier::required(identity.bundle.clone(), &identity.trust_domain);
         let alpn = [&b"h2"[..], b"http/1.1", crate::opaque::ALPN];
         let config = server_config(identity.certs.clone(), clients, &alpn)?;
@@ -79,6 +94,7 @@ impl Inbound {
             apps,
             metrics,
             registry,
+            edges,
             detect_timeout,
             tracer,
         }))
@@ -160,18 +176,24 @@ impl Inbound {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // The caller→callee edge is counted apart: resolved once for the connection.
+        // Resolved once per connection, as the caller is the same for all its requests:
+        // the caller→callee edge in /metrics, and in the stats shipped to the control plane.
         let edge = self.metrics.edge(caller.id().unwrap_or(""), "");
+        let shipped = self.edges.for_caller(caller.id());
         let service = service_fn(move |mut req| {
             let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
-            let edge = edge.clone();
+            let (edge, shipped) = (edge.clone(), shipped.clone());
             async move {
                 let grpc = crate::error::is_grpc(req.headers());
+                let start = Instant::now();
                 let mut exchange = this.tracer.begin(&mut req);
                 if let Some(exchange) = &mut exchange {
                     exchange.called_by(caller.id());
                 }
                 let response = this.forward(req, &caller, &edge, app.as_deref()).await;
+                if let Some(shipped) = &shipped {
+                    shipped.record(response.status(), response.headers(), start.elapsed());
+                }
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 let response = crate::error::for_caller(grpc, response);
                 this.tracer.end(exchange, &response);

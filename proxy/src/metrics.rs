@@ -8,8 +8,10 @@
 //! the mesh.
 
 mod buckets;
+pub(crate) mod edges;
 mod families;
 pub(crate) mod labels;
+pub(crate) mod snapshot;
 mod status;
 mod tcp;
 

@@ -12,11 +12,13 @@ use tokio::net::TcpListener;
 use crate::Error;
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::control::{ControlPlaneClient, certify, register, watch};
+use crate::control::stats::{Shipper, StatsSources};
+use crate::control::{ControlPlaneClient, certify, register, stats, watch};
 use crate::health::{self, HealthCheck};
 use crate::identity::Identity;
-use crate::inbound::{AppPorts, Inbound};
+use crate::inbound::{AppPorts, Inbound, InboundMetrics};
 use crate::mesh::MeshState;
+use crate::metrics::edges::InboundEdges;
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::outbound::{Interception, Outbound, TargetContext, Targets};
 use crate::serve::{bind, drain};
@@ -113,12 +115,16 @@ impl Proxy {
             metrics.clone(),
         )
         .with_own_port(local(&self.inbound).port());
+        let edges = Arc::new(InboundEdges::default());
         let inbound = Inbound::new(
             &identity,
             mesh.inbound_policy(),
             apps,
-            metrics.service(Direction::Inbound, &service_label),
-            metrics.clone(),
+            InboundMetrics {
+                service: metrics.service(Direction::Inbound, &service_label),
+                registry: metrics.clone(),
+                edges: edges.clone(),
+            },
             config.detect_timeout,
             traces.inbound(&service_label),
         )?;
@@ -166,7 +172,7 @@ impl Proxy {
                     service: config.service.clone(),
                 },
             )),
-            tokio::spawn(targets.evict_idle_forever()),
+            tokio::spawn(targets.clone().evict_idle_forever()),
         ];
         if let (Some(path), Some(app)) = (&config.app_health, config.app_addr) {
             background.push(tokio::spawn(health::check_app(
@@ -188,6 +194,22 @@ impl Proxy {
             )),
             _ => None,
         };
+        // Not aborted at shutdown either: it ships the last interval's numbers.
+        let shipping = tokio::spawn(stats::ship(
+            cp.clone(),
+            identity.clone(),
+            Shipper::new(
+                StatsSources {
+                    metrics: metrics.clone(),
+                    edges,
+                    targets: targets.clone(),
+                },
+                proxy_id.clone(),
+            ),
+            config.service.clone(),
+            config.stats_interval,
+            drain.clone(),
+        ));
         // Not aborted at shutdown: it sends the last, unhealthy heartbeat itself.
         let heartbeats = tokio::spawn(register::heartbeat(
             cp,
@@ -214,6 +236,7 @@ impl Proxy {
             let _ = server.await;
         }
         let _ = heartbeats.await;
+        let _ = shipping.await;
         // Every request has ended: what they left in the log and span queues goes out.
         traces.finish().await;
         for task in background {

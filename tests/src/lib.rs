@@ -3,6 +3,7 @@
 //! them a sidecar's view of the control plane's API (certificates, watch, register).
 
 pub mod apps;
+pub mod browser;
 pub mod cli;
 pub mod client;
 pub mod cluster;
@@ -18,10 +19,12 @@ pub mod otlp_receiver;
 pub mod process;
 pub mod relay;
 pub mod sidecar;
+pub mod stats;
 pub mod traffic;
 pub mod watch;
 
 pub use apps::EchoApp;
+pub use browser::Browser;
 pub use cli::{path, stderr, stdout, the_error_line};
 pub use client::{
     Http1, Reply, get_h1, get_h1_absolute, get_h2, get_h2_tls, send_h2_tls, tls_client,
@@ -41,5 +44,6 @@ pub use otlp_receiver::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, START_LIMIT, bin, eventually, free_port, loopback, run};
 pub use relay::RelayApp;
 pub use sidecar::Sidecar;
+pub use stats::{SidecarTotals, ms};
 pub use traffic::Traffic;
 pub use watch::WatchStream;

@@ -8,6 +8,7 @@ pub mod exposition;
 pub mod resource;
 pub mod retry_condition;
 pub mod server_policy;
+pub mod stats;
 pub mod status;
 pub mod traffic_policy;
 pub mod validate;
@@ -22,6 +23,10 @@ pub use retry_condition::{RETRY_CONDITION_NAMES, RetryCondition, UnknownRetryCon
 pub use server_policy::{
     Authorization, AuthorizationDefault, AuthorizationRule, Concurrency, MtlsMode, RateLimit,
     ServerPolicy, ServerPolicySpec,
+};
+pub use stats::{
+    CircuitView, EdgeStats, Golden, MeshStats, ResilienceReport, ResilienceStats, SeriesReport,
+    ServiceStats, ServiceTimeline, Side, StatsAccepted, StatsReport, Timeline,
 };
 pub use status::{MeshServiceStatus, PolicyStatus, converged_text};
 pub use traffic_policy::{

@@ -40,6 +40,9 @@ pub(crate) enum Command {
     /// Show the proxies the control plane knows and whether they run the current config;
     /// exit 0 if converged, 2 if not, 1 if the control plane cannot be asked.
     Status(StatusArgs),
+    /// Show the mesh's golden metrics (request rate, success rate, latency percentiles
+    /// exact across sidecars) per service, or per caller→service edge.
+    Stat(StatArgs),
     /// Write the CustomResourceDefinitions of MeshService, TrafficPolicy and ServerPolicy,
     /// generated from the Rust types (into --dir, or to stdout).
     Crds(CrdsArgs),
@@ -71,6 +74,27 @@ pub(crate) struct InjectArgs {
 
 #[derive(Args)]
 pub(crate) struct StatusArgs {
+    /// The control plane's plain-HTTP address (its --http).
+    #[arg(long, env = "OUTRIGGER_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+}
+
+#[derive(Args)]
+pub(crate) struct StatArgs {
+    /// Only this service (`name.namespace`, `namespace/name`, or `name`).
+    pub service: Option<String>,
+    /// One row per caller→service edge instead of per service.
+    #[arg(long)]
+    pub edges: bool,
+    /// The time the numbers cover.
+    #[arg(long, default_value = "1m", value_parser = ["1m", "5m", "15m"])]
+    pub window: String,
+    /// Redraw the table in place every --interval until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between two redraws with --watch.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
     /// The control plane's plain-HTTP address (its --http).
     #[arg(long, env = "OUTRIGGER_HTTP", default_value = "127.0.0.1:8080")]
     pub http: String,
@@ -227,6 +251,13 @@ pub(crate) struct ControlPlaneArgs {
     /// the sidecars' heartbeat interval.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub registration_warmup: Duration,
+    /// Length of one window of the merged latency statistics (/api/stats keeps 90).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stats_window: Duration,
+    /// Memory the statistics' windows may take, in MiB; above it the oldest windows are
+    /// dropped first (history gets shorter, the latest numbers stay exact).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stats_max_mib: u32,
     /// The proxy image the admission webhook injects.
     #[arg(long, env = "OUTRIGGER_PROXY_IMAGE", default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
@@ -243,6 +274,8 @@ impl ControlPlaneArgs {
             cert_ttl: self.cert_ttl,
             registration_ttl: self.registration_ttl,
             registration_warmup: self.registration_warmup,
+            stats_window: self.stats_window,
+            stats_max_bytes: (self.stats_max_mib as usize) << 20,
             inject: InjectConfig {
                 control_plane: self.inject_control_plane,
                 proxy_image: self.proxy_image,

@@ -4,8 +4,10 @@
 mod check;
 mod cli;
 mod crds;
+mod http_get;
 mod inject;
 mod rotate;
+mod stat;
 mod status;
 
 use std::process::ExitCode;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         Command::Demo(_)
         | Command::Check(_)
         | Command::Status(_)
+        | Command::Stat(_)
         | Command::Crds(_)
         | Command::Inject(_) => "warn",
         _ => "info",
@@ -42,6 +45,10 @@ fn main() -> ExitCode {
         // Its own output and exit codes (1: invalid files).
         Command::Check(args) => return check::run(args),
         Command::Status(args) => match status::run(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
+        Command::Stat(args) => match stat::run(args) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },

@@ -1,6 +1,7 @@
-//! The plain-HTTP port (`--http`): liveness, readiness, the control plane's metrics and the
-//! mesh's status (`GET /api/status`, what `outrigger status` prints).
-//! (The dashboard and `/api/stats` join it in later issues.)
+//! The plain-HTTP port (`--http`): liveness, readiness, the control plane's metrics, the
+//! mesh's status (`GET /api/status`, what `outrigger status` prints), its golden metrics
+//! (`GET /api/stats`, `/api/stats/timeline`, what `outrigger stat` prints) and the
+//! dashboard that shows them all (`/`).
 
 use std::sync::atomic::Ordering;
 
@@ -8,8 +9,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use outrigger_api::exposition;
 
-use super::Shared;
 use super::body::{RespBody, json, whole};
+use super::{Shared, dashboard};
 use crate::metrics::Gauges;
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -37,6 +38,8 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
             Some(local) => json(StatusCode::OK, &local.report()),
             None => whole(StatusCode::NOT_FOUND, TEXT, "not in cluster mode\n"),
         },
+        "/api/stats" => stats(shared, req.uri().query()),
+        "/api/stats/timeline" => json(StatusCode::OK, &shared.stats.timeline()),
         "/metrics" => {
             let openmetrics = shared.metrics.render(Gauges {
                 watchers: shared.watchers.count(),
@@ -51,7 +54,26 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
             let (text, content_type) = exposition::negotiate(openmetrics, accept);
             whole(StatusCode::OK, content_type, text)
         }
-        _ => whole(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        path => dashboard::asset(path)
+            .map(|(content_type, body)| whole(StatusCode::OK, content_type, body))
+            .unwrap_or_else(|| whole(StatusCode::NOT_FOUND, TEXT, "not found\n")),
+    }
+}
+
+/// `GET /api/stats?window=1m|5m|15m` (1m when absent).
+fn stats(shared: &Shared, query: Option<&str>) -> Response<RespBody> {
+    let window = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("window="))
+        .unwrap_or("1m");
+    match crate::stats::windows_in(window, shared.stats.window()) {
+        Some(windows) => json(StatusCode::OK, &shared.stats.query(window, windows)),
+        None => whole(
+            StatusCode::BAD_REQUEST,
+            TEXT,
+            format!("window must be 1m, 5m or 15m, not {window:?}\n"),
+        ),
     }
 }
 

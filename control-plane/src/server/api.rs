@@ -5,7 +5,7 @@ use hyper::body::Incoming;
 
 use super::api_error::ApiFailure;
 use super::body::RespBody;
-use super::{ConnInfo, Shared, admission, certificates, register, watch};
+use super::{ConnInfo, Shared, admission, certificates, register, stats_ingest, watch};
 
 pub(crate) async fn route(
     shared: &Shared,
@@ -19,6 +19,8 @@ pub(crate) async fn route(
         (_, "/v1/watch") => ApiFailure::MethodNotAllowed("GET").into_response(),
         (&Method::POST, "/v1/register") => register::handle(shared, conn, req).await,
         (_, "/v1/register") => ApiFailure::MethodNotAllowed("POST").into_response(),
+        (&Method::POST, "/v1/stats") => stats_ingest::handle(shared, conn, req).await,
+        (_, "/v1/stats") => ApiFailure::MethodNotAllowed("POST").into_response(),
         (&Method::POST, "/v1/admission") => admission::handle(shared, conn, req).await,
         (_, "/v1/admission") => ApiFailure::MethodNotAllowed("POST").into_response(),
         _ => ApiFailure::NotFound.into_response(),

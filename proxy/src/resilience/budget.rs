@@ -63,6 +63,20 @@ impl RetryBudget {
         }
     }
 
+    /// The share of the budget the retries of the window have used, 0 to 1.
+    pub(crate) fn used(&mut self, now: Instant) -> f64 {
+        self.roll(now);
+        let (requests, retries) = self.slices.iter().fold((0u64, 0u64), |(q, r), s| {
+            (q + u64::from(s.requests), r + u64::from(s.retries))
+        });
+        let allowed = self.ratio * requests as f64
+            + f64::from(self.min_per_second) * self.window.as_secs_f64();
+        if allowed <= 0.0 {
+            return if retries > 0 { 1.0 } else { 0.0 };
+        }
+        (retries as f64 / allowed).min(1.0)
+    }
+
     /// Moves to the slice `now` falls in, clearing the slices that slid out.
     fn roll(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.started);
@@ -93,8 +107,10 @@ mod tests {
         for _ in 0..100 {
             budget.record_request(now());
         }
+        assert_eq!(budget.used(now()), 0.0);
         let granted = (0..1000).filter(|_| budget.try_retry(now())).count();
         assert_eq!(granted, 20 + 10);
+        assert_eq!(budget.used(now()), 1.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,8 +21,17 @@ pub(crate) enum Rejected {
 pub(crate) struct ConcurrencyLimit {
     permits: Arc<Semaphore>,
     pending: AtomicU32,
+    max_concurrent: u32,
     max_pending: u32,
     queue_timeout: Duration,
+}
+
+/// How full a limit is now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Load {
+    pub in_flight: u32,
+    pub max_concurrent: u32,
+    pub pending: u32,
 }
 
 /// Held while the request is in flight.
@@ -33,8 +42,19 @@ impl ConcurrencyLimit {
         ConcurrencyLimit {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1) as usize)),
             pending: AtomicU32::new(0),
+            max_concurrent: max_concurrent.max(1),
             max_pending,
             queue_timeout,
+        }
+    }
+
+    /// Requests in flight and waiting now (for the dashboard's pressure gauges).
+    pub(crate) fn load(&self) -> Load {
+        let free = u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX);
+        Load {
+            in_flight: self.max_concurrent.saturating_sub(free),
+            max_concurrent: self.max_concurrent,
+            pending: self.pending.load(Ordering::Acquire),
         }
     }
 
@@ -72,6 +92,14 @@ mod tests {
         let bulkhead = Arc::new(ConcurrencyLimit::new(2, 1, Duration::from_secs(1)));
         let a = bulkhead.admit().await.unwrap();
         let _b = bulkhead.admit().await.unwrap();
+        assert_eq!(
+            bulkhead.load(),
+            Load {
+                in_flight: 2,
+                max_concurrent: 2,
+                pending: 0
+            }
+        );
         // Third waits in the queue; fourth is refused at once.
         let queued = tokio::spawn({
             let bulkhead = bulkhead.clone();
