@@ -183,7 +183,9 @@ impl Inbound {
         let service = service_fn(move |mut req| {
             let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
             let (edge, shipped) = (edge.clone(), shipped.clone());
-            async move {
+            // Boxed: the request's future is large, and hyper moves it into a task per
+            // HTTP/2 stream; a box moves as a pointer.
+            Box::pin(async move {
                 let grpc = crate::error::is_grpc(req.headers());
                 let start = Instant::now();
                 let mut exchange = this.tracer.begin(&mut req);
@@ -198,7 +200,7 @@ impl Inbound {
                 let response = crate::error::for_caller(grpc, response);
                 this.tracer.end(exchange, &response);
                 Ok::<_, Infallible>(response)
-            }
+            })
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
         if let Err(error) = watcher.watch(conn).await {
