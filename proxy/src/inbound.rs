@@ -41,7 +41,6 @@ use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
 use crate::identity::Identity;
-use crate::metrics::edges::InboundEdges;
 use crate::metrics::{ProxyMetrics, RequestMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
@@ -56,19 +55,16 @@ pub(crate) struct Inbound {
     apps: AppPorts,
     metrics: Arc<ServiceMetrics>,
     registry: Arc<ProxyMetrics>,
-    /// Requests by caller, for the stats shipped to the control plane.
-    edges: Arc<InboundEdges>,
     /// How long a plaintext (permissive) connection may take to show its protocol.
     detect_timeout: Duration,
     tracer: Tracer,
 }
 
-/// What the inbound side counts into: its service's metrics, the registry (TLS
-/// handshakes), and the per-caller stats shipped to the control plane.
+/// What the inbound side counts into: its service's metrics (by caller: what /metrics
+/// shows and the stats shipper reads) and the registry (TLS handshakes).
 pub(crate) struct InboundMetrics {
     pub service: Arc<ServiceMetrics>,
     pub registry: Arc<ProxyMetrics>,
-    pub edges: Arc<InboundEdges>,
 }
 
 impl Inbound {
@@ -83,7 +79,6 @@ impl Inbound {
         let InboundMetrics {
             service: metrics,
             registry,
-            edges,
         } = metrics;
         let clients = ClientIdVerifier::required(identity.bundle.clone(), &identity.trust_domain);
         let alpn = [&b"h2"[..], b"http/1.1", crate::opaque::ALPN];
@@ -94,7 +89,6 @@ impl Inbound {
             apps,
             metrics,
             registry,
-            edges,
             detect_timeout,
             tracer,
         }))
@@ -177,25 +171,20 @@ impl Inbound {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // Resolved once per connection, as the caller is the same for all its requests:
-        // the caller→callee edge in /metrics, and in the stats shipped to the control plane.
+        // the caller→callee edge, in /metrics and in the stats shipped to the control plane.
         let edge = self.metrics.edge(caller.id().unwrap_or(""), "");
-        let shipped = self.edges.for_caller(caller.id());
         let service = service_fn(move |mut req| {
             let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
-            let (edge, shipped) = (edge.clone(), shipped.clone());
+            let edge = edge.clone();
             // Boxed: the request's future is large, and hyper moves it into a task per
             // HTTP/2 stream; a box moves as a pointer.
             Box::pin(async move {
                 let grpc = crate::error::is_grpc(req.headers());
-                let start = Instant::now();
                 let mut exchange = this.tracer.begin(&mut req);
                 if let Some(exchange) = &mut exchange {
                     exchange.called_by(caller.id());
                 }
                 let response = this.forward(req, &caller, &edge, app.as_deref()).await;
-                if let Some(shipped) = &shipped {
-                    shipped.record(response.status(), response.headers(), start.elapsed());
-                }
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 let response = crate::error::for_caller(grpc, response);
                 this.tracer.end(exchange, &response);

@@ -8,7 +8,6 @@
 //! the mesh.
 
 mod buckets;
-pub(crate) mod edges;
 mod families;
 pub(crate) mod labels;
 pub(crate) mod snapshot;

@@ -18,7 +18,6 @@ use crate::health::{self, HealthCheck};
 use crate::identity::Identity;
 use crate::inbound::{AppPorts, Inbound, InboundMetrics};
 use crate::mesh::MeshState;
-use crate::metrics::edges::InboundEdges;
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::outbound::{Interception, Outbound, TargetContext, Targets};
 use crate::serve::{bind, drain};
@@ -115,15 +114,14 @@ impl Proxy {
             metrics.clone(),
         )
         .with_own_port(local(&self.inbound).port());
-        let edges = Arc::new(InboundEdges::default());
+        let inbound_metrics = metrics.service(Direction::Inbound, &service_label);
         let inbound = Inbound::new(
             &identity,
             mesh.inbound_policy(),
             apps,
             InboundMetrics {
-                service: metrics.service(Direction::Inbound, &service_label),
+                service: inbound_metrics.clone(),
                 registry: metrics.clone(),
-                edges: edges.clone(),
             },
             config.detect_timeout,
             traces.inbound(&service_label),
@@ -201,7 +199,7 @@ impl Proxy {
             Shipper::new(
                 StatsSources {
                     metrics: metrics.clone(),
-                    edges,
+                    inbound: inbound_metrics,
                     targets: targets.clone(),
                 },
                 proxy_id.clone(),

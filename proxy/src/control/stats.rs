@@ -22,7 +22,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::ControlPlaneClient;
 use crate::config::qualify_service;
 use crate::identity::Identity;
-use crate::metrics::edges::InboundEdges;
 use crate::metrics::snapshot::Tally;
 use crate::metrics::{Direction, ProxyMetrics, ServiceMetrics};
 use crate::outbound::Targets;
@@ -34,7 +33,8 @@ const NOT_SERVICES: [&str; 2] = ["unknown", "egress"];
 /// Where the numbers come from.
 pub(crate) struct StatsSources {
     pub metrics: Arc<ProxyMetrics>,
-    pub edges: Arc<InboundEdges>,
+    /// The inbound side's metrics: its requests by caller.
+    pub inbound: Arc<ServiceMetrics>,
     pub targets: Arc<Targets>,
 }
 
@@ -48,6 +48,8 @@ pub(crate) struct Shipper {
     shipped: HashMap<String, (Weak<ServiceMetrics>, Tally)>,
     /// Per outbound service: retries, budget exhausted, bulkhead rejected, last shipped.
     shipped_resilience: HashMap<String, [u64; 3]>,
+    /// Per inbound caller ("" for plaintext callers): the totals last seen.
+    shipped_inbound: HashMap<String, Tally>,
 }
 
 impl Shipper {
@@ -58,6 +60,7 @@ impl Shipper {
             inbound_service: None,
             shipped: HashMap::new(),
             shipped_resilience: HashMap::new(),
+            shipped_inbound: HashMap::new(),
         }
     }
 
@@ -85,15 +88,19 @@ impl Shipper {
                 .insert(m.service().to_string(), (Arc::downgrade(&m), tally));
         }
         self.shipped.retain(|service, _| live.contains(service));
-        for (caller, tally) in self.sources.edges.take() {
-            if let Some(service) = &self.inbound_service {
-                series.push(series_report(
-                    Side::Server,
-                    service,
-                    caller.as_deref(),
-                    &tally,
-                ));
+        // Inbound, by caller; what came before this proxy knew its service is skipped.
+        for (caller, tally) in self.sources.inbound.caller_tallies() {
+            let delta = match self.shipped_inbound.get(&caller) {
+                Some(last) => subtract(&tally, last),
+                None => tally.clone(),
+            };
+            if let Some(service) = &self.inbound_service
+                && delta.requests > 0
+            {
+                let caller = (!caller.is_empty()).then_some(caller.as_str());
+                series.push(series_report(Side::Server, service, caller, &delta));
             }
+            self.shipped_inbound.insert(caller, tally);
         }
         StatsReport {
             proxy_id: self.proxy_id.clone(),
@@ -240,7 +247,6 @@ mod tests {
     use base64::Engine as _;
     use hdrhistogram::Histogram;
     use hdrhistogram::serialization::Deserializer;
-    use http::{HeaderMap, StatusCode};
     use outrigger_certs::{CaPaths, TrustBundle, init_ca};
 
     use super::*;
@@ -248,7 +254,7 @@ mod tests {
     use crate::outbound::TargetContext;
     use crate::transport::mesh_client_config;
 
-    fn shipper(dir: &std::path::Path) -> (Shipper, Arc<ProxyMetrics>, Arc<InboundEdges>) {
+    fn shipper(dir: &std::path::Path) -> (Shipper, Arc<ProxyMetrics>, Arc<ServiceMetrics>) {
         init_ca(dir, "cluster.local").expect("CA");
         let pem = std::fs::read_to_string(CaPaths::new(dir).trust_anchor()).expect("PEM");
         let metrics = ProxyMetrics::new();
@@ -263,13 +269,13 @@ mod tests {
             metrics: metrics.clone(),
             connect_timeout: Duration::from_secs(1),
         };
-        let edges = Arc::new(InboundEdges::default());
+        let inbound = metrics.service(Direction::Inbound, "billing");
         let sources = StatsSources {
             metrics: metrics.clone(),
-            edges: edges.clone(),
+            inbound: inbound.clone(),
             targets: Targets::new(context, mesh, Duration::from_secs(300)),
         };
-        (Shipper::new(sources, "p-1".into()), metrics, edges)
+        (Shipper::new(sources, "p-1".into()), metrics, inbound)
     }
 
     fn latency(series: &SeriesReport) -> Histogram<u64> {
@@ -284,7 +290,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ships_each_interval_s_delta_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut shipper, metrics, edges) = shipper(dir.path());
+        let (mut shipper, metrics, inbound) = shipper(dir.path());
         let payments = metrics.service(Direction::Outbound, "payments.shop");
         let unknown = metrics.service(Direction::Outbound, "unknown");
         payments.record_status(200, Duration::from_millis(2));
@@ -318,20 +324,14 @@ mod tests {
         assert_eq!(after.series[0].requests, 1);
 
         // Inbound calls by caller, once this proxy knows which service it is.
-        let orders = edges
-            .for_caller(Some("spiffe://cluster.local/ns/shop/sa/orders"))
-            .unwrap();
-        orders.record(StatusCode::OK, &HeaderMap::new(), Duration::from_millis(1));
+        let orders = inbound.edge("spiffe://cluster.local/ns/shop/sa/orders", "");
+        orders.record_status(200, Duration::from_millis(1));
         assert!(
             shipper.report().series.is_empty(),
             "no service to report them for"
         );
         shipper.inbound_service = Some("billing.shop".into());
-        orders.record(
-            StatusCode::BAD_GATEWAY,
-            &HeaderMap::new(),
-            Duration::from_millis(1),
-        );
+        orders.record_status(502, Duration::from_millis(1));
         let inbound = shipper.report();
         assert_eq!(inbound.series.len(), 1);
         let series = &inbound.series[0];

@@ -54,6 +54,16 @@ impl ServiceMetrics {
         self.labels.direction
     }
 
+    /// Each caller's requests so far (inbound: by verified identity, "" for plaintext
+    /// callers), cumulative since the handle was made.
+    pub(crate) fn caller_tallies(&self) -> Vec<(String, Tally)> {
+        let mut tallies = vec![(String::new(), self.requests.tally())];
+        for edge in self.edges.load().iter() {
+            tallies.push((edge.edge.caller.clone(), edge.tally()));
+        }
+        tallies
+    }
+
     /// The service's requests on every edge (callers, named routes) together.
     pub(crate) fn tally(&self) -> Tally {
         let mut total = self.requests.tally();
