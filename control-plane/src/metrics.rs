@@ -109,25 +109,20 @@ impl Default for Metrics {
         let refused: Family<ReasonLabels, Counter> = Family::default();
         let reloads: Family<ResultLabels, Counter> = Family::default();
         // Every series exists from the start, at 0, so that a rate over it is defined.
-        let metrics = Metrics {
-            issued: [ProvenBy::Token, ProvenBy::Certificate].map(|by| {
-                issued.get_or_create_owned(&ProvenByLabels {
-                    proven_by: by.label(),
-                })
-            }),
-            refused: Refusal::ALL.map(|reason| {
-                refused.get_or_create_owned(&ReasonLabels {
-                    reason: reason.label(),
-                })
-            }),
-            reloads_ok: reloads.get_or_create_owned(&ResultLabels { result: "ok" }),
-            reloads_error: reloads.get_or_create_owned(&ResultLabels { result: "error" }),
-            watchers: Gauge::default(),
-            config_version: Gauge::default(),
-            config_valid: Gauge::default(),
-            registered_instances: Gauge::default(),
-            registry: Registry::default(),
-        };
+        let issued_series = [ProvenBy::Token, ProvenBy::Certificate].map(|by| {
+            issued.get_or_create_owned(&ProvenByLabels {
+                proven_by: by.label(),
+            })
+        });
+        let refused_series = Refusal::ALL.map(|reason| {
+            refused.get_or_create_owned(&ReasonLabels {
+                reason: reason.label(),
+            })
+        });
+        let reloads_ok = reloads.get_or_create_owned(&ResultLabels { result: "ok" });
+        let reloads_error = reloads.get_or_create_owned(&ResultLabels { result: "error" });
+        let [watchers, config_version, config_valid, registered_instances] =
+            std::array::from_fn(|_| Gauge::default());
         registry.register(
             "certificates_issued",
             "Workload certificates issued, by how the caller proved its identity",
@@ -141,17 +136,17 @@ impl Default for Metrics {
         registry.register(
             "watchers",
             "Proxies connected to the config stream",
-            metrics.watchers.clone(),
+            watchers.clone(),
         );
         registry.register(
             "config_version",
             "Version of the config snapshot being served",
-            metrics.config_version.clone(),
+            config_version.clone(),
         );
         registry.register(
             "config_valid",
             "1 if the policy files on disk are valid; 0 if the last reload failed and the last good version is still served",
-            metrics.config_valid.clone(),
+            config_valid.clone(),
         );
         registry.register(
             "config_reloads",
@@ -161,11 +156,18 @@ impl Default for Metrics {
         registry.register(
             "registered_instances",
             "Healthy app instances registered by their sidecars",
-            metrics.registered_instances.clone(),
+            registered_instances.clone(),
         );
         Metrics {
             registry,
-            ..metrics
+            issued: issued_series,
+            refused: refused_series,
+            reloads_ok,
+            reloads_error,
+            watchers,
+            config_version,
+            config_valid,
+            registered_instances,
         }
     }
 }

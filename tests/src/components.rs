@@ -50,7 +50,9 @@ fn record_in(line: &str, skip_file: Option<&Path>) {
     }
 }
 
-fn find(name: &str) -> Option<PathBuf> {
+/// The program `name` on `PATH`, or in `/usr/bin` or `/usr/sbin` (Debian puts nginx
+/// and haproxy there), if installed; nothing is recorded.
+pub fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])

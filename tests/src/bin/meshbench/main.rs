@@ -82,7 +82,7 @@ fn usage(error: &str) -> ! {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let Some(nginx) = peers::installed("nginx") else {
+    let Some(nginx) = outrigger_tests::components::find("nginx") else {
         usage("the upstream is nginx: apt-get install nginx-light (or nginx)");
     };
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -92,7 +92,7 @@ async fn main() {
     let upstream = peers::nginx_upstream(&nginx, dir.path());
     let certs = peers::HopCerts::write(dir.path());
     if args.callgrind {
-        let haproxy = peers::installed("haproxy");
+        let haproxy = outrigger_tests::components::find("haproxy");
         let setup = callgrind::Setup {
             dir: dir.path(),
             certs: &certs,
@@ -125,7 +125,7 @@ async fn main() {
         topology::outrigger(upstream.addr, Wrappers::default()).await,
     ];
     if args.peers {
-        match peers::installed("haproxy") {
+        match outrigger_tests::components::find("haproxy") {
             Some(haproxy) => topologies.push(topology::haproxy(
                 &haproxy,
                 dir.path(),
@@ -175,8 +175,9 @@ async fn main() {
     let ready = start_to_ready().await;
     println!("{}", report::markdown(&rows, &args_line(&args), &ready));
     if std::env::var_os("MESHBENCH_KEEP").is_some() {
+        // Stop the processes first, so their logs are complete.
         drop(topologies);
-        std::mem::forget(dir);
+        let _kept = dir.keep();
     }
 }
 

@@ -15,14 +15,6 @@ pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
 }
 
-/// Where a program is installed, if it is.
-pub(crate) fn installed(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file())
-}
-
 /// Certificates for the hop between the two sides: a CA, a server and a client
 /// certificate, written as PEM files in `dir`.
 pub(crate) struct HopCerts {

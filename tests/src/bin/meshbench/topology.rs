@@ -18,7 +18,7 @@ pub(crate) struct Topology {
     /// The proxies on the way, by role: (role, pid).
     pub(crate) proxies: Vec<(&'static str, u32)>,
     /// What keeps them running (each stops when dropped).
-    _running: Running,
+    running: Running,
 }
 
 enum Running {
@@ -35,7 +35,7 @@ pub(crate) fn baseline(upstream: SocketAddr) -> Topology {
             host: "upstream".into(),
         },
         proxies: Vec::new(),
-        _running: Running::Nothing,
+        running: Running::Nothing,
     }
 }
 
@@ -76,7 +76,7 @@ pub(crate) async fn outrigger(upstream: SocketAddr, wrappers: Wrappers<'_>) -> T
             ("outbound", client.process.pid()),
             ("inbound", server.process.pid()),
         ],
-        _running: Running::Outrigger(Box::new((mesh, client, server))),
+        running: Running::Outrigger(Box::new((mesh, client, server))),
     }
 }
 
@@ -113,14 +113,14 @@ fn peer_topology(name: &'static str, outbound: Peer, inbound: Peer) -> Topology 
             ("outbound", outbound.process.pid()),
             ("inbound", inbound.process.pid()),
         ],
-        _running: Running::Peers(Box::new((outbound, inbound))),
+        running: Running::Peers(Box::new((outbound, inbound))),
     }
 }
 
 impl Topology {
     /// The proxy processes, outbound first.
     fn processes(&mut self) -> Vec<&mut outrigger_tests::Process> {
-        match &mut self._running {
+        match &mut self.running {
             Running::Nothing => Vec::new(),
             Running::Outrigger(running) => {
                 let (_, client, server) = &mut **running;
@@ -146,7 +146,7 @@ impl Topology {
 
     /// The last lines of each proxy's log: why requests failed.
     pub(crate) fn logs(&self) -> String {
-        let processes: Vec<&outrigger_tests::Process> = match &self._running {
+        let processes: Vec<&outrigger_tests::Process> = match &self.running {
             Running::Nothing => Vec::new(),
             Running::Outrigger(running) => vec![&running.1.process, &running.2.process],
             Running::Peers(running) => vec![&running.0.process, &running.1.process],
