@@ -40,16 +40,15 @@ impl Admin {
             drain,
             Duration::ZERO,
             "admin",
-            move |stream, _peer, watcher| {
+            move |stream, _peer, served| {
                 let (this, builder) = (self.clone(), builder.clone());
                 async move {
                     let service = service_fn(move |req| {
                         let this = this.clone();
                         async move { Ok::<_, Infallible>(this.handle(&req)) }
                     });
-                    let _ = watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await;
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = served.serve(conn, std::future::pending()).await;
                 }
             },
         )

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+pub(crate) mod http_limits;
 mod trace_settings;
+pub use http_limits::HttpLimits;
 pub use trace_settings::{AccessLogFormat, TraceSettings};
 
 /// Outrigger sidecar proxy.
@@ -137,6 +139,10 @@ pub struct Config {
     /// How long SIGTERM waits for in-flight requests before exiting anyway.
     #[arg(long, env = "OUTRIGGER_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// What the HTTP listeners accept from a client.
+    #[command(flatten)]
+    pub limits: HttpLimits,
 
     /// The access log and span export.
     #[command(flatten)]

@@ -27,7 +27,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use outrigger_certs::{ClientIdVerifier, server_config};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -38,13 +37,15 @@ pub(crate) use ports::AppPorts;
 use self::accept::{Accepted, Caller, accept};
 use self::app::AppClient;
 use crate::body::{ProxyBody, strip_hop_by_hop};
+use crate::config::HttpLimits;
 use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
+use crate::hardening::{ClientConnection, Hardening};
 use crate::identity::Identity;
-use crate::metrics::{ProxyMetrics, RequestMetrics, ServiceMetrics};
+use crate::metrics::{Direction, ProxyMetrics, RequestMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
-use crate::serve::{Drain, accept_loop, http_builder};
+use crate::serve::{Drain, Served, accept_loop, http_builder};
 use crate::trace::Tracer;
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
@@ -58,6 +59,8 @@ pub(crate) struct Inbound {
     /// How long a plaintext (permissive) connection may take to show its protocol.
     detect_timeout: Duration,
     tracer: Tracer,
+    /// What the listener refuses from callers (docs/security.md).
+    hardening: Arc<Hardening>,
 }
 
 /// What the inbound side counts into: its service's metrics (by caller: what /metrics
@@ -67,13 +70,28 @@ pub(crate) struct InboundMetrics {
     pub registry: Arc<ProxyMetrics>,
 }
 
+/// How the inbound side reads its callers: protocol detection's patience (permissive
+/// plaintext), and the HTTP limits.
+pub(crate) struct InboundLimits<'a> {
+    pub detect_timeout: Duration,
+    pub http: &'a HttpLimits,
+}
+
+/// An HTTP connection's caller, its app, and its place in the listener.
+struct Conn {
+    caller: Arc<Caller>,
+    app: Option<Arc<AppClient>>,
+    served: Served,
+    client: Arc<ClientConnection>,
+}
+
 impl Inbound {
     pub(crate) fn new(
         identity: &Identity,
         policy: Arc<InboundPolicyCell>,
         apps: AppPorts,
         metrics: InboundMetrics,
-        detect_timeout: Duration,
+        limits: InboundLimits<'_>,
         tracer: Tracer,
     ) -> Result<Arc<Self>, crate::Error> {
         let InboundMetrics {
@@ -88,8 +106,9 @@ impl Inbound {
             policy,
             apps,
             metrics,
+            hardening: Hardening::new(limits.http, &registry, Direction::Inbound),
             registry,
-            detect_timeout,
+            detect_timeout: limits.detect_timeout,
             tracer,
         }))
     }
@@ -104,6 +123,7 @@ impl Inbound {
         // Lets a peer sidecar send an extended CONNECT (RFC 8441) for a WebSocket
         // (`upgrade.rs`); only a SETTINGS flag, nothing on the ordinary path.
         builder.http2().enable_connect_protocol();
+        self.hardening.configure(&mut builder);
         let builder = Arc::new(builder);
         let local = listener
             .local_addr()
@@ -113,9 +133,13 @@ impl Inbound {
             drain,
             grace,
             "inbound",
-            move |stream, peer, watcher| {
+            move |stream, peer, served| {
                 let (this, builder) = (self.clone(), builder.clone());
                 async move {
+                    let Some(client) = this.hardening.admit(peer) else {
+                        return;
+                    };
+                    let client = Arc::new(client);
                     // Redirected by iptables: the app port the peer dialled.
                     let port = original_dst(&stream, local).map(|d| d.port());
                     let permissive = this.policy.load().permissive();
@@ -133,8 +157,13 @@ impl Inbound {
                         }
                         Accepted::Tls(tls) => {
                             let app = this.apps.client(port);
-                            this.serve_connection(&builder, *tls, caller, app, peer, watcher)
-                                .await;
+                            let conn = Conn {
+                                caller,
+                                app,
+                                served,
+                                client,
+                            };
+                            this.serve_connection(&builder, *tls, conn, peer).await;
                         }
                         Accepted::Plain(mut tcp) => {
                             // Permissive plaintext: HTTP, or opaque bytes for the app port.
@@ -146,8 +175,13 @@ impl Inbound {
                             let io = Prefixed::new(read, tcp);
                             if detected.is_http() {
                                 let app = this.apps.client(port);
-                                this.serve_connection(&builder, io, caller, app, peer, watcher)
-                                    .await;
+                                let conn = Conn {
+                                    caller,
+                                    app,
+                                    served,
+                                    client,
+                                };
+                                this.serve_connection(&builder, io, conn, peer).await;
                             } else {
                                 this.serve_plain_opaque(io, &caller, port, peer).await;
                             }
@@ -163,22 +197,33 @@ impl Inbound {
         self: Arc<Self>,
         builder: &auto::Builder<TokioExecutor>,
         io: I,
-        caller: Arc<Caller>,
-        app: Option<Arc<AppClient>>,
+        conn: Conn,
         peer: SocketAddr,
-        watcher: Watcher,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let Conn {
+            caller,
+            app,
+            served,
+            client,
+        } = conn;
+        let io = client.watch_heads(io);
+        let connection = client.clone();
         // Resolved once per connection, as the caller is the same for all its requests:
         // the caller→callee edge, in /metrics and in the stats shipped to the control plane.
         let edge = self.metrics.edge(caller.id().unwrap_or(""), "");
         let service = service_fn(move |mut req| {
             let (this, caller, app) = (self.clone(), caller.clone(), app.clone());
             let edge = edge.clone();
+            let ticket = connection.admit_request(&req, Direction::Inbound);
             // Boxed: the request's future is large, and hyper moves it into a task per
             // HTTP/2 stream; a box moves as a pointer.
             Box::pin(async move {
+                let ticket = match ticket {
+                    Ok(ticket) => ticket,
+                    Err(refused) => return Ok(refused.response()),
+                };
                 let grpc = crate::error::is_grpc(req.headers());
                 let mut exchange = this.tracer.begin(&mut req);
                 if let Some(exchange) = &mut exchange {
@@ -188,11 +233,13 @@ impl Inbound {
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 let response = crate::error::for_caller(grpc, response);
                 this.tracer.end(exchange, &response);
+                ticket.answered();
                 Ok::<_, Infallible>(response)
             })
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
-        if let Err(error) = watcher.watch(conn).await {
+        if let Err(error) = served.serve(conn, client.abusive()).await {
+            client.ended(&*error);
             tracing::debug!(%peer, %error, "inbound connection ended with an error");
         }
     }

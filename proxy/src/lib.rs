@@ -13,6 +13,7 @@ mod control;
 mod detect;
 mod error;
 mod grpc_status;
+mod hardening;
 mod health;
 mod identity;
 mod inbound;

@@ -27,7 +27,8 @@ use self::buckets::Buckets;
 use self::families::Families;
 pub(crate) use self::labels::Direction;
 use self::labels::{
-    DestinationLabels, EdgeLabels, EjectionLabels, ResponseLabels, ResultLabels, ServiceLabels,
+    DestinationLabels, EdgeLabels, EjectionLabels, RefusalLabels, ResponseLabels, ResultLabels,
+    ServiceLabels,
 };
 use self::status::{STATUS_SLOTS, slot_label, status_slot};
 use crate::error::ErrorCode;
@@ -109,6 +110,15 @@ impl ProxyMetrics {
             detect_timeouts,
             egress_connections,
         })
+    }
+
+    /// The counter of one listener's refusals for one reason; resolved once at start.
+    pub(crate) fn http_refusals(&self, direction: Direction, reason: &'static str) -> Counter {
+        let labels = RefusalLabels { direction, reason };
+        self.shared
+            .families
+            .http_refusals
+            .get_or_create_owned(&labels)
     }
 
     /// The handle for (direction, service), made if no one holds one. Called when
@@ -539,6 +549,9 @@ mod tests {
         held.requests().grpc.record(&grpc);
         held.tcp.opened();
         held.tcp.closed(1, 1, Duration::from_millis(1));
+        registry
+            .http_refusals(Direction::Inbound, "connection-limit")
+            .inc();
         let tracing = crate::trace::TraceCounters::default().registry();
         let classic = outrigger_api::exposition::classic(&registry.encode(&[&tracing]));
         let mut encoded: std::collections::BTreeSet<String> = classic

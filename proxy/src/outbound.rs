@@ -25,16 +25,17 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::body::ProxyBody;
+use crate::config::HttpLimits;
 use crate::error::{ErrorCode, ProxyError};
+use crate::hardening::{ClientConnection, Hardening};
 use crate::mesh::{MeshState, ServiceEntry};
 use crate::metrics::{Direction, ProxyMetrics, ServiceMetrics};
-use crate::serve::{Drain, accept_loop, http_builder};
+use crate::serve::{Drain, Served, accept_loop, http_builder};
 use crate::trace::{Exchange, Tracer};
 
 pub(crate) use target::{Pick, Target, TargetContext};
@@ -51,6 +52,8 @@ pub(crate) struct Outbound {
     interception: Interception,
     registry: Arc<ProxyMetrics>,
     tracer: Tracer,
+    /// What the listener refuses from the app (docs/security.md).
+    hardening: Arc<Hardening>,
 }
 
 impl Outbound {
@@ -60,6 +63,7 @@ impl Outbound {
         metrics: &Arc<ProxyMetrics>,
         interception: Interception,
         tracer: Tracer,
+        limits: &HttpLimits,
     ) -> Arc<Self> {
         Arc::new(Outbound {
             mesh,
@@ -69,6 +73,7 @@ impl Outbound {
             interception,
             registry: metrics.clone(),
             tracer,
+            hardening: Hardening::new(limits, metrics, Direction::Outbound),
         })
     }
 
@@ -78,7 +83,9 @@ impl Outbound {
         drain: Drain,
         grace: Duration,
     ) {
-        let builder = Arc::new(http_builder());
+        let mut builder = http_builder();
+        self.hardening.configure(&mut builder);
+        let builder = Arc::new(builder);
         let local = listener
             .local_addr()
             .expect("a bound listener has a local address");
@@ -87,16 +94,23 @@ impl Outbound {
             drain,
             grace,
             "outbound",
-            move |stream, peer, watcher| {
+            move |stream, peer, served| {
                 let (this, builder) = (self.clone(), builder.clone());
                 async move {
+                    let Some(client) = this.hardening.admit(peer) else {
+                        return;
+                    };
+                    let client = Arc::new(client);
                     match crate::original_dst::original_dst(&stream, local) {
                         Some(destination) => {
-                            this.transparent(stream, destination, &builder, watcher)
+                            this.transparent(stream, destination, &builder, served, client)
                                 .await
                         }
                         // Explicit mode: the app called the proxy itself, by Host.
-                        None => this.serve_http(&builder, stream, None, watcher).await,
+                        None => {
+                            this.serve_http(&builder, stream, None, served, client)
+                                .await
+                        }
                     }
                     tracing::trace!(%peer, "outbound connection closed");
                 }
@@ -111,29 +125,39 @@ impl Outbound {
         builder: &auto::Builder<TokioExecutor>,
         io: I,
         routed: Option<Arc<ServiceEntry>>,
-        watcher: Watcher,
+        served: Served,
+        client: Arc<ClientConnection>,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let io = client.watch_heads(io);
+        let connection = client.clone();
         let service = service_fn(move |mut req| {
             let (this, routed) = (self.clone(), routed.clone());
+            let ticket = connection.admit_request(&req, Direction::Outbound);
             async move {
+                let ticket = match ticket {
+                    Ok(ticket) => ticket,
+                    Err(refused) => return Ok(refused.response()),
+                };
                 let grpc = crate::error::is_grpc(req.headers());
                 let mut exchange = this.tracer.begin(&mut req);
                 let response = this.proxy(req, routed.as_ref(), exchange.as_mut()).await;
                 // A gRPC caller hears of a mesh failure in gRPC's terms.
                 let response = crate::error::for_caller(grpc, response);
                 this.tracer.end(exchange, &response);
+                ticket.answered();
                 Ok::<_, Infallible>(response)
             }
         });
         // With upgrades, so that an app's `Upgrade: websocket` can switch (`upgrade.rs`).
-        // The graceful watcher takes this connection type too (hyper-util 0.1.21 has it
-        // implement GracefulConnection): a drain stops its HTTP requests as before. Once
+        // `Served` shuts this connection type down gracefully too (hyper-util 0.1.21 has
+        // it implement GracefulConnection): a drain stops its HTTP requests. Once
         // a connection has switched, hyper hands its socket to the tunnel and this future
         // ends, so a drain never waits on a WebSocket; tunnels end with the process.
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        if let Err(error) = watcher.watch(conn).await {
+        if let Err(error) = served.serve(conn, client.abusive()).await {
+            client.ended(&*error);
             tracing::debug!(%error, "outbound connection ended with an error");
         }
     }

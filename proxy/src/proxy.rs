@@ -16,7 +16,7 @@ use crate::control::stats::{Shipper, StatsSources};
 use crate::control::{ControlPlaneClient, certify, register, stats, watch};
 use crate::health::{self, HealthCheck};
 use crate::identity::Identity;
-use crate::inbound::{AppPorts, Inbound, InboundMetrics};
+use crate::inbound::{AppPorts, Inbound, InboundLimits, InboundMetrics};
 use crate::mesh::MeshState;
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::outbound::{Interception, Outbound, TargetContext, Targets};
@@ -123,7 +123,10 @@ impl Proxy {
                 service: inbound_metrics.clone(),
                 registry: metrics.clone(),
             },
-            config.detect_timeout,
+            InboundLimits {
+                detect_timeout: config.detect_timeout,
+                http: &config.limits,
+            },
             traces.inbound(&service_label),
         )?;
         let interception = Interception {
@@ -138,6 +141,7 @@ impl Proxy {
             &metrics,
             interception,
             traces.outbound(),
+            &config.limits,
         );
         let admin = Arc::new(Admin {
             identity: identity.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -48,7 +48,8 @@ pub(crate) async fn bind(addr: SocketAddr, role: &str) -> Result<TcpListener, cr
         })
 }
 
-/// The HTTP server builder: HTTP/1.1 and HTTP/2 (prior knowledge), detected per connection.
+/// The HTTP server builder: HTTP/1.1 and HTTP/2 (prior knowledge), detected per
+/// connection. The app-facing listeners add their limits (`crate::hardening`).
 pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(hyper_util::rt::TokioTimer::new());
@@ -59,9 +60,39 @@ pub(crate) fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// An accepted connection's share in its listener's drain: it serves its HTTP until the
+/// listener drains, then shuts down gracefully; the listener waits for it.
+pub(crate) struct Served {
+    drain: Drain,
+    /// Held for the connection's life: the listener's drain waits until all are dropped.
+    _counted: Watcher,
+}
+
+impl Served {
+    /// Serves `conn` to its end. It is shut down gracefully (HTTP/2 GOAWAY, HTTP/1 close
+    /// after the request in flight) when the listener drains or when `stop` resolves.
+    pub(crate) async fn serve<C>(
+        mut self,
+        conn: C,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), C::Error>
+    where
+        C: GracefulConnection,
+    {
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            () = self.drain.signaled() => {}
+            () = stop => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    }
+}
+
 /// Runs an accept loop until draining starts, then waits up to `grace` for the
-/// connections it accepted. `on_conn` serves one connection; it gets a watcher so that the
-/// connection's own shutdown is graceful.
+/// connections it accepted. `on_conn` serves one connection; its [`Served`] makes the
+/// connection's own shutdown graceful.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut drain: Drain,
@@ -69,7 +100,7 @@ pub(crate) async fn accept_loop<F, Fut>(
     role: &'static str,
     on_conn: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, hyper_util::server::graceful::Watcher) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Served) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -78,7 +109,11 @@ pub(crate) async fn accept_loop<F, Fut>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(on_conn(stream, peer, graceful.watcher()));
+                    let served = Served {
+                        drain: drain.clone(),
+                        _counted: graceful.watcher(),
+                    };
+                    tokio::spawn(on_conn(stream, peer, served));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.

@@ -9,8 +9,8 @@ use prometheus_client::registry::Registry;
 
 use super::buckets::Buckets;
 use super::labels::{
-    DestinationLabels, EdgeLabels, EjectionLabels, GrpcLabels, ResponseLabels, ResultLabels,
-    ServiceLabels, TcpBytesLabels,
+    DestinationLabels, EdgeLabels, EjectionLabels, GrpcLabels, RefusalLabels, ResponseLabels,
+    ResultLabels, ServiceLabels, TcpBytesLabels,
 };
 
 type Histograms<L> = Family<L, Buckets, fn() -> Buckets>;
@@ -30,6 +30,7 @@ pub(crate) struct Families {
     pub tcp_bytes: Family<TcpBytesLabels, Counter>,
     pub tcp_duration: Histograms<ServiceLabels>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
+    pub http_refusals: Family<RefusalLabels, Counter>,
 }
 
 impl Families {
@@ -49,6 +50,7 @@ impl Families {
             tcp_bytes: Family::default(),
             tcp_duration: Family::new_with_constructor(Buckets::connections),
             tls_handshakes: Family::default(),
+            http_refusals: Family::default(),
         };
         let f = families.clone();
         registry.register(
@@ -99,6 +101,11 @@ impl Families {
             "tls_handshakes",
             "mTLS handshakes with peers, by result",
             f.tls_handshakes,
+        );
+        registry.register(
+            "http_refusals",
+            "Requests and connections a listener refused: limits, smuggling, HTTP/2 abuse",
+            f.http_refusals,
         );
         families
     }

@@ -33,6 +33,13 @@ pub(crate) struct ServiceLabels {
     pub service: String,
 }
 
+/// Why a listener refused a client (`crate::hardening::Refusal`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusalLabels {
+    pub direction: Direction,
+    pub reason: &'static str,
+}
+
 /// One edge of the call graph as this proxy sees it. `caller` is the verified identity of
 /// the calling workload (inbound; empty for a plaintext caller and for outbound, where the
 /// caller is this proxy's own workload); `route` is the TrafficPolicy's name for the

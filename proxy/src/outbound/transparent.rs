@@ -12,7 +12,6 @@ use std::time::Duration;
 use http::uri::Authority;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use outrigger_api::Protocol;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,8 +23,10 @@ use super::endpoint::Endpoint;
 use super::{Outbound, Target};
 use crate::detect::{Detected, Prefixed, detect};
 use crate::error::ProxyError;
+use crate::hardening::ClientConnection;
 use crate::mesh::{Destination, ServiceEntry};
 use crate::opaque;
+use crate::serve::Served;
 use crate::transport::{connect_mesh, connect_tcp};
 
 /// How the outbound side treats redirected connections.
@@ -53,7 +54,8 @@ impl Outbound {
         mut stream: TcpStream,
         destination: SocketAddr,
         builder: &auto::Builder<TokioExecutor>,
-        watcher: Watcher,
+        served: Served,
+        client: Arc<ClientConnection>,
     ) {
         let found = self.mesh.table().lookup_addr(destination).cloned();
         let Some(found) = found else {
@@ -80,7 +82,8 @@ impl Outbound {
         let io = Prefixed::new(read, stream);
         if detected.is_http() {
             let entry = entry.clone();
-            self.serve_http(builder, io, Some(entry), watcher).await;
+            self.serve_http(builder, io, Some(entry), served, client)
+                .await;
         } else {
             self.opaque(io, &found).await;
         }
