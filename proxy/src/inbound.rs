@@ -12,6 +12,7 @@ mod policy;
 mod ports;
 mod protect;
 mod upgrade;
+mod whole;
 
 pub(crate) use policy::{InboundPolicy, InboundPolicyCell};
 
@@ -305,6 +306,10 @@ impl Inbound {
                 ErrorCode::ConnectFailed,
                 "this proxy has no app (set OUTRIGGER_APP_ADDR)",
             )),
+        };
+        let result = match result {
+            Ok(response) => self::whole::whole_if_small(response).await,
+            Err(error) => Err(error),
         };
         pass.done(!matches!(&result, Ok(r) if !r.status().is_server_error()));
         match result {

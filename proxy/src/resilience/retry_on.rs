@@ -25,8 +25,22 @@ pub(crate) enum TryOutcome {
 
 impl TryOutcome {
     /// How a response ended: a trailers-only gRPC response by its `grpc-status`,
-    /// anything else by its HTTP status.
+    /// anything else by its HTTP status. A peer sidecar's 502 that says its app could
+    /// not be reached, or broke off, is the failure it reports: the same as if this
+    /// sidecar had met it, so that `connect-failure` and `reset` cover an instance whose
+    /// app died while its sidecar lives.
     pub(crate) fn of_response<B>(response: &http::Response<B>) -> TryOutcome {
+        if response.status() == StatusCode::BAD_GATEWAY {
+            match response
+                .headers()
+                .get(crate::ERROR_HEADER)
+                .map(|v| v.as_bytes())
+            {
+                Some(b"connect-failed") => return TryOutcome::ConnectFailure,
+                Some(b"upstream-reset") => return TryOutcome::Reset,
+                _ => {}
+            }
+        }
         let grpc = response
             .headers()
             .get("grpc-status")
@@ -183,5 +197,28 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn a_peer_sidecars_502_is_the_failure_it_reports() {
+        let answer = |error: &str| {
+            http::Response::builder()
+                .status(502)
+                .header(crate::ERROR_HEADER, error)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(
+            TryOutcome::of_response(&answer("connect-failed")),
+            TryOutcome::ConnectFailure
+        );
+        assert_eq!(
+            TryOutcome::of_response(&answer("upstream-reset")),
+            TryOutcome::Reset
+        );
+        assert_eq!(
+            TryOutcome::of_response(&answer("tls-failed")),
+            TryOutcome::Status(StatusCode::BAD_GATEWAY)
+        );
     }
 }
