@@ -10,12 +10,13 @@ mod wire_heads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::Poll;
 
+use atomic_waker::AtomicWaker;
 use http::Request;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use tokio::sync::Notify;
 
 pub(crate) use self::refusal::Refusal;
 use self::refusal::Refusals;
@@ -88,7 +89,8 @@ impl Hardening {
             heads: Arc::default(),
             streams: AtomicU32::new(0),
             cancelled: AtomicU32::new(0),
-            abusive: Notify::new(),
+            abusive: AtomicBool::new(false),
+            abusive_waker: AtomicWaker::new(),
             _slot: slot,
         })
     }
@@ -116,8 +118,10 @@ pub(crate) struct ClientConnection {
     /// Requests (streams) received, and those dropped before their answer.
     streams: AtomicU32,
     cancelled: AtomicU32,
-    /// Fires when cancellations pass the limit; the connection is then shut down.
-    abusive: Notify,
+    /// Set when cancellations pass the limit; the connection is then shut down. Polled
+    /// at every wake-up of the connection, so an atomic and a waker slot, not a lock.
+    abusive: AtomicBool,
+    abusive_waker: AtomicWaker,
     _slot: Slot,
 }
 
@@ -149,7 +153,17 @@ impl ClientConnection {
 
     /// Resolves once the client has cancelled too many streams (counted and logged).
     pub(crate) async fn abusive(&self) {
-        self.abusive.notified().await;
+        std::future::poll_fn(|cx| {
+            if self.abusive.load(Ordering::Relaxed) {
+                return Poll::Ready(());
+            }
+            self.abusive_waker.register(cx.waker());
+            match self.abusive.load(Ordering::Acquire) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await;
         let cancelled = self.cancelled.load(Ordering::Relaxed);
         let streams = self.streams.load(Ordering::Relaxed);
         self.hardening.refuse(
@@ -171,8 +185,11 @@ impl ClientConnection {
         let streams = self.streams.load(Ordering::Relaxed);
         // Past the limit, and at least half of the streams cancelled: an app that is slow
         // under a tight timeout cancels some, an attack nearly all.
-        if cancelled >= self.hardening.limits.max_premature_resets && cancelled * 2 >= streams {
-            self.abusive.notify_one();
+        if cancelled >= self.hardening.limits.max_premature_resets
+            && cancelled * 2 >= streams
+            && !self.abusive.swap(true, Ordering::Release)
+        {
+            self.abusive_waker.wake();
         }
     }
 }
@@ -281,16 +298,6 @@ mod tests {
         );
         // 2 of 12: under half, so a slow app with tight timeouts is not taken for abuse.
         assert_eq!(connection.cancelled.load(Ordering::Relaxed), 2);
-        let tripped = connection.abusive.notified();
-        let mut tripped = std::pin::pin!(tripped);
-        assert!(poll_once(tripped.as_mut()).is_pending(), "must not trip");
-    }
-
-    /// Polls a future once with a no-op waker.
-    fn poll_once<F: std::future::Future>(
-        future: std::pin::Pin<&mut F>,
-    ) -> std::task::Poll<F::Output> {
-        let waker = std::task::Waker::noop();
-        future.poll(&mut std::task::Context::from_waker(waker))
+        assert!(!connection.abusive.load(Ordering::Relaxed), "must not trip");
     }
 }

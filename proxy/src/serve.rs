@@ -80,7 +80,9 @@ impl Served {
         C: GracefulConnection,
     {
         let mut conn = std::pin::pin!(conn);
+        // Biased, the connection first: no random draw at every wake-up.
         tokio::select! {
+            biased;
             result = conn.as_mut() => return result,
             () = self.drain.signaled() => {}
             () = stop => {}

@@ -79,6 +79,18 @@ enum Line {
     },
 }
 
+impl Line {
+    /// Whether the rest of the line, `len` bytes in, can be skipped unread: a header
+    /// whose value framing ignores, or a request line past its method.
+    fn rest_is_opaque(self, len: u32) -> bool {
+        match self {
+            Line::Other { .. } | Line::TransferEncoding => true,
+            Line::Request => len >= 8,
+            Line::Name { .. } | Line::ContentLength { .. } => false,
+        }
+    }
+}
+
 /// The longest head line watched; a longer one stops the scanner (hyper bounds heads).
 const MAX_LINE: u32 = 64 * 1024;
 
@@ -140,6 +152,24 @@ impl HeadScanner {
                         0 => Framing::ChunkEnd,
                         rest => Framing::ChunkData(rest),
                     };
+                }
+                Framing::InLine(line) if line.rest_is_opaque(self.line_len) => {
+                    // Nothing more in this line matters: skip to its end at once.
+                    match bytes.iter().position(|&b| b == b'\n') {
+                        Some(at) => {
+                            self.line_len += at as u32;
+                            self.end_line(line);
+                            self.framing = Framing::LineStart;
+                            bytes = &bytes[at + 1..];
+                        }
+                        None => {
+                            self.line_len += bytes.len() as u32;
+                            if self.line_len > MAX_LINE {
+                                self.framing = Framing::Off;
+                            }
+                            return;
+                        }
+                    }
                 }
                 _ => {
                     self.byte(bytes[0], ledger);

@@ -117,6 +117,10 @@ async fn main() {
                 None => eprintln!("{}: not measured (not installed, or no count)", pair.name()),
             }
         }
+        if std::env::var_os("MESHBENCH_KEEP").is_some() {
+            // The callgrind outputs, for callgrind_annotate.
+            let _kept = dir.keep();
+        }
         return;
     }
 
