@@ -213,7 +213,9 @@ impl Outbound {
         if req.headers().contains_key(http::header::UPGRADE)
             && let Some(upgrade) = upgrade::requested(&req)
         {
-            return self.upgrade(req, upgrade, authority, target, start).await;
+            // Boxed: the tunnel's future is several KiB, and would make every request's
+            // future as large (hyper moves each request's future whole).
+            return Box::pin(self.upgrade(req, upgrade, authority, target, start)).await;
         }
         let route_index = target
             .resolved

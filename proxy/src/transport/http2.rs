@@ -88,6 +88,13 @@ where
         if let Some(live) = self.live() {
             return Ok(live);
         }
+        // Connecting (TCP, TLS and HTTP/2 handshakes) makes a future of several KiB; boxed,
+        // so that every request's future, which holds this one, stays small when it finds
+        // a live connection, as nearly all do. A future is moved whole, whatever its state.
+        Box::pin(self.connect_and_store()).await
+    }
+
+    async fn connect_and_store(&self) -> Result<SendRequest<B>, ProxyError> {
         let _connecting = self.connecting.lock().await;
         // Someone else may have connected while we waited.
         if let Some(live) = self.live() {
