@@ -20,6 +20,11 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// The process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Starts on fresh ports and returns once `/ready` answers 200.
     pub async fn start(mesh: &Mesh) -> ControlPlane {
         ControlPlane::start_with(mesh, &[]).await
