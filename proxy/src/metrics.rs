@@ -8,6 +8,7 @@
 //! the mesh.
 
 mod buckets;
+mod denials;
 mod families;
 pub(crate) mod labels;
 pub(crate) mod snapshot;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use self::buckets::Buckets;
+pub(crate) use self::denials::{DenialCounts, Denied};
 use self::families::Families;
 pub(crate) use self::labels::Direction;
 use self::labels::{
@@ -320,6 +322,8 @@ pub(crate) struct RequestMetrics {
     latency: Mutex<Histogram<u32>>,
     /// gRPC answers by `grpc-status` (shared with the bodies that report them).
     pub grpc: Arc<GrpcCounts>,
+    /// Requests and connections of this edge the ServerPolicy refused (inbound).
+    pub denials: DenialCounts,
 }
 
 impl RequestMetrics {
@@ -334,6 +338,7 @@ impl RequestMetrics {
                     .expect("static histogram bounds"),
             ),
             grpc: Arc::new(GrpcCounts::new(families.grpc.clone(), edge.clone())),
+            denials: DenialCounts::new(families.denials.clone(), edge.clone()),
             edge,
         }
     }
@@ -395,6 +400,7 @@ impl RequestMetrics {
         }
         families.latency.remove(&self.edge);
         self.grpc.remove();
+        self.denials.remove();
     }
 }
 
@@ -539,6 +545,7 @@ mod tests {
         held.requests().grpc.record(&grpc);
         held.tcp.opened();
         held.tcp.closed(1, 1, Duration::from_millis(1));
+        held.requests().denials.record(Denied::Http);
         let tracing = crate::trace::TraceCounters::default().registry();
         let classic = outrigger_api::exposition::classic(&registry.encode(&[&tracing]));
         let mut encoded: std::collections::BTreeSet<String> = classic

@@ -9,8 +9,8 @@ use prometheus_client::registry::Registry;
 
 use super::buckets::Buckets;
 use super::labels::{
-    DestinationLabels, EdgeLabels, EjectionLabels, GrpcLabels, ResponseLabels, ResultLabels,
-    ServiceLabels, TcpBytesLabels,
+    DenialLabels, DestinationLabels, EdgeLabels, EjectionLabels, GrpcLabels, ResponseLabels,
+    ResultLabels, ServiceLabels, TcpBytesLabels,
 };
 
 type Histograms<L> = Family<L, Buckets, fn() -> Buckets>;
@@ -30,6 +30,7 @@ pub(crate) struct Families {
     pub tcp_bytes: Family<TcpBytesLabels, Counter>,
     pub tcp_duration: Histograms<ServiceLabels>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
+    pub denials: Family<DenialLabels, Counter>,
 }
 
 impl Families {
@@ -49,6 +50,7 @@ impl Families {
             tcp_bytes: Family::default(),
             tcp_duration: Family::new_with_constructor(Buckets::connections),
             tls_handshakes: Family::default(),
+            denials: Family::default(),
         };
         let f = families.clone();
         registry.register(
@@ -99,6 +101,11 @@ impl Families {
             "tls_handshakes",
             "mTLS handshakes with peers, by result",
             f.tls_handshakes,
+        );
+        registry.register(
+            "authorization_denied",
+            "Requests (http) and opaque TCP connections (tcp) the ServerPolicy refused, by caller",
+            f.denials,
         );
         families
     }
