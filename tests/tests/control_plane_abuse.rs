@@ -133,11 +133,10 @@ async fn connections_past_the_cap_are_closed_at_once_and_the_open_ones_go_on() {
         8.0
     );
     let log = cp.log();
-    assert_eq!(
-        log.matches("API connection closed at once").count(),
-        1,
-        "one line per 10s: {log}"
-    );
+    // One line per 10 s: two refusals in a row make one line (two on a machine so slow
+    // that 10 s pass between them).
+    let lines = log.matches("API connection closed at once").count();
+    assert!((1..=2).contains(&lines), "{lines} lines: {log}");
     // The health port has its own room.
     assert_eq!(cp.get_plain("/ready").await.0, 200);
     // An open connection still works.
