@@ -13,6 +13,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
+use crate::csr::{self, CheckedCsr};
 use crate::files::{read_to_string, write_atomically};
 use crate::{Error, SpiffeId, pem, x509};
 
@@ -20,7 +21,7 @@ const TRUST_ANCHOR_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600
 const ISSUER_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Workload certificates start a little in the past, so that a peer whose clock is
 /// slightly behind does not reject a certificate issued a moment ago.
-const CLOCK_SKEW: Duration = Duration::from_secs(60);
+pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// Where the CA's files live inside a data dir.
 #[derive(Clone, Debug)]
@@ -289,14 +290,26 @@ impl Ca {
     }
 
     /// Signs a CSR for `identity`. Only the CSR's public key is used: the identity is the
-    /// one the caller proved, never a SAN the CSR asks for.
+    /// one the caller proved, never a SAN the CSR asks for. The key is checked
+    /// ([`csr::inspect`]) before the signature.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
         identity: &SpiffeId,
         ttl: Duration,
     ) -> Result<Issued, Error> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        self.sign_checked(&csr::inspect(csr_pem)?, identity, ttl)
+    }
+
+    /// [`Ca::sign_csr`] for a CSR already inspected (the control plane inspects it before
+    /// it authenticates the caller, the cheaper check first).
+    pub fn sign_checked(
+        &self,
+        csr: &CheckedCsr,
+        identity: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<Issued, Error> {
+        let csr = CertificateSigningRequestParams::from_der(&csr.der)
             .map_err(|e| Error::Csr(e.to_string()))?;
         let cert = self
             .workload_params(identity, &[], ttl)?
@@ -314,7 +327,7 @@ impl Ca {
         dns_names: &[String],
         ttl: Duration,
     ) -> Result<Issued, Error> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        let csr = CertificateSigningRequestParams::from_der(&csr::inspect(csr_pem)?.der)
             .map_err(|e| Error::Csr(e.to_string()))?;
         let cert = self
             .workload_params(identity, dns_names, ttl)?

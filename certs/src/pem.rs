@@ -27,16 +27,21 @@ pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, Error> {
 
 /// PEM text for DER certificates, concatenated.
 pub fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
-    let mut out = String::new();
-    for cert in certs {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = STANDARD.encode(cert);
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).unwrap_or_default());
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
+    certs
+        .iter()
+        .map(|cert| der_to_pem("CERTIFICATE", cert))
+        .collect()
+}
+
+/// One PEM block: `label` (e.g. `CERTIFICATE REQUEST`) around base64 lines of 64.
+pub fn der_to_pem(label: &str, der: &[u8]) -> String {
+    let mut out = format!("-----BEGIN {label}-----\n");
+    let b64 = STANDARD.encode(der);
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
     }
+    out.push_str(&format!("-----END {label}-----\n"));
     out
 }
 

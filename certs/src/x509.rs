@@ -44,3 +44,9 @@ pub fn not_before_unix(cert: &CertificateDer<'_>) -> Result<i64, Error> {
         X509Certificate::from_der(cert).map_err(|e| Error::Certificate(e.to_string()))?;
     Ok(x509.validity().not_before.timestamp())
 }
+
+/// When a certificate of this CA was issued, in seconds since the Unix epoch: its
+/// `notBefore` plus the clock skew the CA backdates it by.
+pub fn issued_at_unix(cert: &CertificateDer<'_>) -> Result<i64, Error> {
+    Ok(not_before_unix(cert)? + crate::ca::CLOCK_SKEW.as_secs() as i64)
+}

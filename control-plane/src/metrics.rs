@@ -27,22 +27,29 @@ impl ProvenBy {
     }
 }
 
-/// Why a certificate request was refused; the label is the API's error code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why an API request was refused; the label is the API's error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {
     BadRequest,
     InvalidCsr,
     Unauthenticated,
+    Forbidden,
+    Revoked,
     PayloadTooLarge,
     RequestTimeout,
+    TooManyInstances,
+    TooManyProxies,
     Internal,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 6] = [
+    /// What a certificate request can be refused for: its series exist from the start.
+    const CERTIFICATE: [Refusal; 8] = [
         Refusal::BadRequest,
         Refusal::InvalidCsr,
         Refusal::Unauthenticated,
+        Refusal::Forbidden,
+        Refusal::Revoked,
         Refusal::PayloadTooLarge,
         Refusal::RequestTimeout,
         Refusal::Internal,
@@ -53,11 +60,46 @@ impl Refusal {
             Refusal::BadRequest => "bad-request",
             Refusal::InvalidCsr => "invalid-csr",
             Refusal::Unauthenticated => "unauthenticated",
+            Refusal::Forbidden => "forbidden",
+            Refusal::Revoked => "revoked",
             Refusal::PayloadTooLarge => "payload-too-large",
             Refusal::RequestTimeout => "request-timeout",
+            Refusal::TooManyInstances => "too-many-instances",
+            Refusal::TooManyProxies => "too-many-proxies",
             Refusal::Internal => "internal",
         }
     }
+}
+
+/// The API endpoints, as the `endpoint` label names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Certificates,
+    Watch,
+    Register,
+    Stats,
+    Admission,
+}
+
+impl Endpoint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Certificates => "certificates",
+            Endpoint::Watch => "watch",
+            Endpoint::Register => "register",
+            Endpoint::Stats => "stats",
+            Endpoint::Admission => "admission",
+        }
+    }
+}
+
+/// Why a watch stream was cut by the control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchCut {
+    /// Its next line waited longer than `--watch-stall-timeout` to be written.
+    Stalled,
+    /// Its identity was revoked.
+    Revoked,
 }
 
 /// Counters of the control plane, and the gauges it reads from elsewhere at scrape time.
@@ -66,7 +108,15 @@ pub struct Metrics {
     registry: Registry,
     /// By [`ProvenBy`]: token, certificate.
     issued: [Counter; 2],
-    refused: [Counter; Refusal::ALL.len()],
+    /// By [`Refusal::CERTIFICATE`], in that order.
+    refused: [Counter; Refusal::CERTIFICATE.len()],
+    /// Every endpoint's refusals; a series is made with its first refusal.
+    api_refused: Family<EndpointReasonLabels, Counter>,
+    /// By [`WatchCut`]: stalled, revoked.
+    watchers_cut: [Counter; 2],
+    api_connections_refused: Counter,
+    api_connections: Gauge,
+    revoked_identities: Gauge,
     reloads_ok: Counter,
     reloads_error: Counter,
     watchers: Gauge,
@@ -86,6 +136,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointReasonLabels {
+    endpoint: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -100,6 +156,10 @@ pub struct Gauges {
     pub config_valid: bool,
     /// Healthy app instances registered by their sidecars.
     pub registered_instances: usize,
+    /// Open connections to the API port.
+    pub api_connections: usize,
+    /// Identities in the revocation list.
+    pub revoked_identities: usize,
 }
 
 impl Default for Metrics {
@@ -114,15 +174,26 @@ impl Default for Metrics {
                 proven_by: by.label(),
             })
         });
-        let refused_series = Refusal::ALL.map(|reason| {
+        let refused_series = Refusal::CERTIFICATE.map(|reason| {
             refused.get_or_create_owned(&ReasonLabels {
                 reason: reason.label(),
             })
         });
         let reloads_ok = reloads.get_or_create_owned(&ResultLabels { result: "ok" });
         let reloads_error = reloads.get_or_create_owned(&ResultLabels { result: "error" });
-        let [watchers, config_version, config_valid, registered_instances] =
-            std::array::from_fn(|_| Gauge::default());
+        let [
+            watchers,
+            config_version,
+            config_valid,
+            registered_instances,
+            api_connections,
+            revoked_identities,
+        ] = std::array::from_fn(|_| Gauge::default());
+        let api_refused: Family<EndpointReasonLabels, Counter> = Family::default();
+        let cuts: Family<ReasonLabels, Counter> = Family::default();
+        let watchers_cut =
+            ["stalled", "revoked"].map(|reason| cuts.get_or_create_owned(&ReasonLabels { reason }));
+        let api_connections_refused = Counter::default();
         registry.register(
             "certificates_issued",
             "Workload certificates issued, by how the caller proved its identity",
@@ -158,10 +229,40 @@ impl Default for Metrics {
             "Healthy app instances registered by their sidecars",
             registered_instances.clone(),
         );
+        registry.register(
+            "api_requests_refused",
+            "API requests refused, by endpoint and API error code",
+            api_refused.clone(),
+        );
+        registry.register(
+            "watchers_cut",
+            "Watch streams the control plane cut: stalled (the proxy stopped reading), revoked (its identity was revoked)",
+            cuts,
+        );
+        registry.register(
+            "api_connections",
+            "Open connections to the API port",
+            api_connections.clone(),
+        );
+        registry.register(
+            "api_connections_refused",
+            "API connections closed at once because --max-connections were open",
+            api_connections_refused.clone(),
+        );
+        registry.register(
+            "revoked_identities",
+            "Identities in the revocation list (outrigger revoke)",
+            revoked_identities.clone(),
+        );
         Metrics {
             registry,
             issued: issued_series,
             refused: refused_series,
+            api_refused,
+            watchers_cut,
+            api_connections_refused,
+            api_connections,
+            revoked_identities,
             reloads_ok,
             reloads_error,
             watchers,
@@ -181,8 +282,37 @@ impl Metrics {
         self.issued[index].inc();
     }
 
+    /// A refused certificate request: counted by reason, and with the other endpoints'.
     pub fn refused(&self, reason: Refusal) {
-        self.refused[reason as usize].inc();
+        if let Some(i) = Refusal::CERTIFICATE.iter().position(|r| *r == reason) {
+            self.refused[i].inc();
+        }
+        self.api_refused(Endpoint::Certificates, reason);
+    }
+
+    /// A refused API request. Refusals are rare and their label sets few (endpoints ×
+    /// error codes), so the series is looked up here rather than held.
+    pub fn api_refused(&self, endpoint: Endpoint, reason: Refusal) {
+        self.api_refused
+            .get_or_create(&EndpointReasonLabels {
+                endpoint: endpoint.label(),
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    /// A watch stream cut by the control plane.
+    pub fn watcher_cut(&self, why: WatchCut) {
+        let index = match why {
+            WatchCut::Stalled => 0,
+            WatchCut::Revoked => 1,
+        };
+        self.watchers_cut[index].inc();
+    }
+
+    /// An API connection closed at once: `--max-connections` were open.
+    pub fn api_connection_refused(&self) {
+        self.api_connections_refused.inc();
     }
 
     /// A reload of the policy dir, valid or not.
@@ -202,6 +332,10 @@ impl Metrics {
         self.config_valid.set(i64::from(gauges.config_valid));
         self.registered_instances
             .set(to_i64(gauges.registered_instances as u64));
+        self.api_connections
+            .set(to_i64(gauges.api_connections as u64));
+        self.revoked_identities
+            .set(to_i64(gauges.revoked_identities as u64));
         let mut out = String::with_capacity(2048);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -219,6 +353,9 @@ mod tests {
         metrics.issued(ProvenBy::Token);
         metrics.issued(ProvenBy::Token);
         metrics.refused(Refusal::InvalidCsr);
+        metrics.api_refused(Endpoint::Register, Refusal::TooManyInstances);
+        metrics.watcher_cut(WatchCut::Stalled);
+        metrics.api_connection_refused();
         metrics.reloaded(true);
         metrics.reloaded(false);
         metrics.reloaded(false);
@@ -227,6 +364,8 @@ mod tests {
             config_version: 42,
             config_valid: false,
             registered_instances: 2,
+            api_connections: 5,
+            revoked_identities: 1,
         });
         assert!(open.ends_with("# EOF\n"));
         let text = outrigger_api::exposition::classic(&open);
@@ -247,6 +386,21 @@ mod tests {
             text.contains("outrigger_control_plane_config_reloads_total{result=\"error\"} 2\n")
         );
         assert!(text.contains("outrigger_control_plane_registered_instances 2\n"));
+        assert!(text.contains(
+            "outrigger_control_plane_api_requests_refused_total{endpoint=\"certificates\",reason=\"invalid-csr\"} 1\n"
+        ));
+        assert!(text.contains(
+            "outrigger_control_plane_api_requests_refused_total{endpoint=\"register\",reason=\"too-many-instances\"} 1\n"
+        ));
+        assert!(
+            text.contains("outrigger_control_plane_watchers_cut_total{reason=\"stalled\"} 1\n")
+        );
+        assert!(
+            text.contains("outrigger_control_plane_watchers_cut_total{reason=\"revoked\"} 0\n")
+        );
+        assert!(text.contains("outrigger_control_plane_api_connections 5\n"));
+        assert!(text.contains("outrigger_control_plane_api_connections_refused_total 1\n"));
+        assert!(text.contains("outrigger_control_plane_revoked_identities 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
@@ -262,8 +416,10 @@ mod tests {
             .filter_map(|rest| rest.split('`').next())
             .filter(|name| name.starts_with("outrigger_control_plane_"))
             .collect();
-        let text =
-            outrigger_api::exposition::classic(&Metrics::default().render(Gauges::default()));
+        let metrics = Metrics::default();
+        // A family shows up once it has a series; the refusals' come with the first one.
+        metrics.api_refused(Endpoint::Watch, Refusal::BadRequest);
+        let text = outrigger_api::exposition::classic(&metrics.render(Gauges::default()));
         let encoded: std::collections::BTreeSet<&str> = text
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))

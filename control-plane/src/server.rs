@@ -3,22 +3,29 @@
 //! both sockets, so that every start-up error surfaces before anything is served;
 //! [`Server::run`] serves until the given shutdown future completes, then drains.
 
+mod accept;
 mod admin;
 mod admission;
 mod api;
 mod api_error;
+mod authn;
 mod body;
 mod ca_reload;
 mod certificates;
 mod config;
 mod conn;
+mod conn_cap;
 mod dashboard;
 mod error;
 mod query;
+mod refusal;
 mod register;
+mod request_body;
+mod revocation_reload;
 mod serving_cert;
 mod stats_ingest;
 mod watch;
+mod watch_send;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,12 +37,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use outrigger_certs::{Ca, CaPaths, CertStore, SpiffeId};
 use tokio::net::TcpListener;
 use tokio::sync::watch as watch_channel;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 pub use config::{ClusterMode, ServeConfig};
+use conn_cap::ConnectionCap;
 pub use error::ServeError;
+use refusal::RefusalKey;
 pub use serving_cert::control_plane_identity;
 
 use crate::inject::InjectConfig;
@@ -46,11 +54,14 @@ use crate::kubernetes::status_writer::{self, StatusWriter};
 use crate::kubernetes::{
     ClusterFeed, ClusterHealth, TokenReviewer, WATCHED, ca_secret, webhook_ca,
 };
+use crate::limits::Limits;
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::policy;
 use crate::proxies::Proxies;
 use crate::registry::Registry;
 use crate::reload::{self, ConfigHealth, Reloader};
+use crate::revocation::Revocations;
 use crate::snapshot::SnapshotPublisher;
 use crate::stats::StatsStore;
 use crate::token::TokenKey;
@@ -58,6 +69,10 @@ use crate::watchers::Watchers;
 
 /// How long shutdown waits for in-flight requests before closing what is left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A refusal line per (endpoint, reason, caller) this often at most, and this many
+/// (endpoint, reason, caller) keys held: at most that many refusal lines per period.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+const REFUSAL_LOG_KEYS: usize = 1_024;
 
 /// What every connection's handlers share.
 pub(crate) struct Shared {
@@ -88,6 +103,14 @@ pub(crate) struct Shared {
     convergence: Option<Arc<LocalConvergence>>,
     /// The sidecars' merged statistics (`/v1/stats` in, `/api/stats` out).
     stats: StatsStore,
+    /// What one client may take (the watch stall timeout is read per stream).
+    limits: Limits,
+    /// Revoked identities, replaced when `ca/revoked` changes; watch streams follow it.
+    revocations: watch_channel::Sender<Arc<Revocations>>,
+    /// One warning per (endpoint, reason, caller) per period.
+    refusal_log: LogThrottle<RefusalKey>,
+    /// Open API connections, at most `--max-connections`.
+    api_connections: ConnectionCap,
 }
 
 /// What cluster mode runs beside the servers.
@@ -107,6 +130,10 @@ pub(crate) struct ConnInfo {
     peer: SocketAddr,
     /// From the client certificate, if one was presented (and so verified).
     identity: Option<SpiffeId>,
+    /// When that certificate was issued (Unix seconds), for revocations.
+    issued_at: i64,
+    /// Notified to close the connection (a watch stream cut by the control plane).
+    cut: Arc<tokio::sync::Notify>,
 }
 
 /// A control plane with its CA, policy and sockets ready; not serving until [`Server::run`].
@@ -129,6 +156,7 @@ pub struct Server {
     serving_dns_names: Vec<String>,
     data_dir: PathBuf,
     ca_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
+    revocations_watch: (notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>),
 }
 
 impl Server {
@@ -147,12 +175,15 @@ impl Server {
                 config.cert_ttl
             )));
         }
+        config.limits.check().map_err(ServeError::Config)?;
         let client = match &config.kubernetes {
             Some(cluster) => Some(cluster_client(cluster, &config.data_dir).await?),
             None => None,
         };
         let ca = Arc::new(Ca::load(&config.data_dir).map_err(ServeError::Ca)?);
         let tokens = TokenKey::load(&config.data_dir)?;
+        let revocations = Revocations::load(&config.data_dir)
+            .map_err(|e| ServeError::Config(format!("cannot read the revoked identities: {e}")))?;
         let td = ca.trust_domain().to_string();
         let inject = InjectConfig {
             trust_domain: td.clone(),
@@ -169,12 +200,17 @@ impl Server {
             })?),
         };
         let ca_dir = CaPaths::new(&config.data_dir).dir().to_path_buf();
-        let ca_watch = reload::watch_dir_for(&ca_dir, "the CA dir").map_err(|e| {
-            ServeError::Config(format!(
-                "cannot watch the CA dir {} for changes: {e}",
-                ca_dir.display()
-            ))
-        })?;
+        let watch_ca_dir = || {
+            reload::watch_dir_for(&ca_dir, "the CA dir").map_err(|e| {
+                ServeError::Config(format!(
+                    "cannot watch the CA dir {} for changes: {e}",
+                    ca_dir.display()
+                ))
+            })
+        };
+        let ca_watch = watch_ca_dir()?;
+        // Its own watcher: the revocations reload on their own, apart from the CA.
+        let revocations_watch = watch_ca_dir()?;
         // The first load fills the cache that later reloads parse against.
         let mut files = policy::FileCache::default();
         let policy = match client {
@@ -208,8 +244,8 @@ impl Server {
                 .map_err(ServeError::ServingCert)?;
         let tls = ca_reload::api_tls(&ca, certs.clone()).map_err(ServeError::ServingCert)?;
 
-        let (api, api_addr) = bind(config.listen, "API, --listen").await?;
-        let (http, http_addr) = bind(config.http, "HTTP, --http").await?;
+        let (api, api_addr) = accept::bind(config.listen, "API, --listen").await?;
+        let (http, http_addr) = accept::bind(config.http, "HTTP, --http").await?;
         info!("control-plane API listening on https://{api_addr}");
         info!("health and metrics listening on http://{http_addr}");
 
@@ -225,10 +261,14 @@ impl Server {
             metrics: metrics.clone(),
             files: Arc::new(std::sync::Mutex::new(files)),
         };
-        let registry = Registry::new(config.registration_ttl, snapshots.clone());
+        let registry = Registry::new(
+            config.registration_ttl,
+            config.limits.max_instances_per_service,
+            snapshots.clone(),
+        );
         let cluster_health = client.as_ref().map(|_| ClusterHealth::new(&WATCHED));
         let token_review = client.as_ref().map(|c| TokenReviewer::new(c.clone(), &td));
-        let proxies = Proxies::new();
+        let proxies = Proxies::with_max_per_identity(config.limits.max_proxies_per_identity);
         let cluster = match (&client, &cluster_health, &config.kubernetes) {
             (Some(client), Some(cluster_health), Some(mode)) => {
                 let (feed, changes) = ClusterFeed::new(
@@ -262,7 +302,6 @@ impl Server {
             ca: watch_channel::Sender::new(ca),
             tokens,
             cert_ttl: config.cert_ttl,
-            metrics,
             watchers: Watchers::new(),
             health,
             stopping,
@@ -277,6 +316,15 @@ impl Server {
                 config.stats_max_series,
                 config.stats_max_bytes,
             ),
+            api_connections: ConnectionCap::new(
+                "API",
+                config.limits.max_connections,
+                Some(metrics.clone()),
+            ),
+            metrics,
+            limits: config.limits,
+            revocations: watch_channel::Sender::new(Arc::new(revocations)),
+            refusal_log: LogThrottle::new(REFUSAL_LOG_PERIOD, REFUSAL_LOG_KEYS),
         });
         Ok(Server {
             shared,
@@ -294,6 +342,7 @@ impl Server {
             serving_dns_names: config.serving_dns_names,
             data_dir: config.data_dir,
             ca_watch,
+            revocations_watch,
         })
     }
 
@@ -344,6 +393,7 @@ impl Server {
             serving_dns_names,
             data_dir,
             ca_watch: (ca_watcher, ca_changes),
+            revocations_watch: (revocations_watcher, revocations_changes),
             ..
         } = self;
         let expiring = tokio::spawn(shared.registry.clone().run_expiry(shared.stopping.clone()));
@@ -395,6 +445,12 @@ impl Server {
                 tokio::spawn(feed.run(client, changes, shared.stopping.clone()))
             }
         };
+        let revocations_reloading = tokio::spawn(revocation_reload::run(
+            data_dir.clone(),
+            shared.clone(),
+            revocations_watcher,
+            revocations_changes,
+        ));
         let ca_reloading = tokio::spawn(
             ca_reload::CaReload {
                 data_dir,
@@ -414,31 +470,9 @@ impl Server {
             shared.stopping.clone(),
         ));
         let graceful = GracefulShutdown::new();
-        let mut conns = JoinSet::new();
         shared.ready.store(true, Ordering::Release);
         info!("control plane ready");
-
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = api.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let tls = tls.borrow().clone();
-                        conns.spawn(conn::serve_api(shared.clone(), tls, tcp, peer, graceful.watcher()));
-                    }
-                    Err(e) => accept_failed("API", e).await,
-                },
-                accepted = http.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        conns.spawn(conn::serve_http(shared.clone(), tcp, peer, graceful.watcher()));
-                    }
-                    Err(e) => accept_failed("HTTP", e).await,
-                },
-                // Reap finished connections so the set does not grow.
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            }
-        }
+        let mut conns = accept::until(&shared, (&api, &http), &tls, &graceful, shutdown).await;
 
         info!("shutting down: {} open connections", conns.len());
         shared.ready.store(false, Ordering::Release);
@@ -456,28 +490,13 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(5), electing).await;
         }
         renewal.abort();
+        revocations_reloading.abort();
         ca_reloading.abort();
         reloading.abort();
         expiring.abort();
         info!("control plane stopped");
         Ok(())
     }
-}
-
-async fn bind(
-    addr: SocketAddr,
-    what: &'static str,
-) -> Result<(TcpListener, SocketAddr), ServeError> {
-    let error = |source| ServeError::Bind { addr, what, source };
-    let listener = TcpListener::bind(addr).await.map_err(error)?;
-    let local = listener.local_addr().map_err(error)?;
-    Ok((listener, local))
-}
-
-/// Accept fails when the process runs out of file descriptors; pause instead of spinning.
-async fn accept_failed(what: &str, e: std::io::Error) {
-    warn!("{what} accept failed: {e}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// The API server's client, once the CA Secret is in the data dir.

@@ -124,6 +124,12 @@ impl TokenKey {
     /// The identity a token proves at `now`. The signature is checked (in constant time)
     /// before anything in the payload is believed.
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<SpiffeId, TokenError> {
+        self.verify_token(token, now)
+            .map(|verified| verified.identity)
+    }
+
+    /// [`TokenKey::verify`], with when the token was minted (revocations compare it).
+    pub fn verify_token(&self, token: &str, now: SystemTime) -> Result<VerifiedToken, TokenError> {
         let token = token.trim();
         let mut parts = token.split('.');
         let (Some(version), Some(payload), Some(signature), None) =
@@ -166,8 +172,19 @@ impl TokenKey {
                 trust_domain: self.trust_domain.clone(),
             });
         }
-        Ok(identity)
+        Ok(VerifiedToken {
+            identity,
+            issued_at: i64::try_from(claims.iat).unwrap_or(i64::MAX),
+        })
     }
+}
+
+/// What a valid token proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub identity: SpiffeId,
+    /// When it was minted (Unix seconds).
+    pub issued_at: i64,
 }
 
 /// Makes a new random signing key.

@@ -7,6 +7,7 @@
 
 mod accept;
 mod app;
+mod denial_log;
 mod opaque;
 mod policy;
 mod ports;
@@ -37,13 +38,14 @@ pub(crate) use ports::AppPorts;
 
 use self::accept::{Accepted, Caller, accept};
 use self::app::AppClient;
+use self::denial_log::DenialLog;
 use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::config::HttpLimits;
 use crate::detect::{Prefixed, detect};
 use crate::error::{ErrorCode, ProxyError};
 use crate::hardening::{ClientConnection, Hardening};
 use crate::identity::Identity;
-use crate::metrics::{Direction, ProxyMetrics, RequestMetrics, ServiceMetrics};
+use crate::metrics::{Denied, Direction, ProxyMetrics, RequestMetrics, ServiceMetrics};
 use crate::original_dst::original_dst;
 use crate::resilience::deadline;
 use crate::serve::{Drain, Served, accept_loop, http_builder};
@@ -62,6 +64,8 @@ pub(crate) struct Inbound {
     tracer: Tracer,
     /// What the listener refuses from callers (docs/security.md).
     hardening: Arc<Hardening>,
+    /// Denials are logged at most once per (caller, reason) per period.
+    denial_log: DenialLog,
 }
 
 /// What the inbound side counts into: its service's metrics (by caller: what /metrics
@@ -111,6 +115,7 @@ impl Inbound {
             registry,
             detect_timeout: limits.detect_timeout,
             tracer,
+            denial_log: DenialLog::default(),
         }))
     }
 
@@ -257,11 +262,11 @@ impl Inbound {
         if req.method() == http::Method::CONNECT
             && let Some(protocol) = req.extensions().get::<hyper::ext::Protocol>().cloned()
         {
-            return self.forward_upgrade(req, protocol, caller, app).await;
+            return self.forward_upgrade(req, protocol, caller, edge, app).await;
         }
         let start = Instant::now();
         let _inflight = self.metrics.start();
-        if let Some(denied) = self.authorize(&req, caller) {
+        if let Some(denied) = self.authorize(&req, caller, edge) {
             edge.record_error(denied.code, start.elapsed());
             return denied.into_response(self.metrics.service());
         }
@@ -326,21 +331,34 @@ impl Inbound {
     }
 
     /// The ServerPolicy's verdict on this request: `None` to let it through, else the
-    /// 403 to answer with. The log says who was refused and why; the caller only learns
-    /// that it was.
-    fn authorize(&self, req: &Request<Incoming>, caller: &Caller) -> Option<ProxyError> {
+    /// 403 to answer with. A denial counts on the caller's edge; the log says who was
+    /// refused and why, once per (caller, reason) per period (`denial_log.rs`); the caller
+    /// only learns that it was.
+    fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        caller: &Caller,
+        edge: &RequestMetrics,
+    ) -> Option<ProxyError> {
         let policy = self.policy.load();
         let (method, path) = (req.method(), req.uri().path());
         if policy.allows(caller.id(), method, path) {
             return None;
         }
-        tracing::warn!(
-            caller = %caller,
-            %method,
-            path,
-            reason = %policy.explain_denial(caller.id(), method, path),
-            "request denied by the server policy"
-        );
+        edge.denials.record(Denied::Http);
+        let reason = policy.explain_denial(caller.id(), method, path);
+        if let Some(suppressed) = self.denial_log.admit(caller.id(), &reason) {
+            tracing::warn!(
+                caller = %caller,
+                %method,
+                path,
+                %reason,
+                // Denials of this caller for this reason left out of the log since its
+                // last line (counted in outrigger_authorization_denied_total).
+                suppressed,
+                "request denied by the server policy"
+            );
+        }
         Some(ProxyError::new(
             ErrorCode::Unauthorized,
             format!("{caller} may not {method} {path}"),

@@ -8,6 +8,7 @@
 //! the mesh.
 
 mod buckets;
+mod denials;
 mod families;
 pub(crate) mod labels;
 pub(crate) mod snapshot;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use self::buckets::Buckets;
+pub(crate) use self::denials::{DenialCounts, Denied};
 use self::families::Families;
 pub(crate) use self::labels::Direction;
 use self::labels::{
@@ -330,6 +332,8 @@ pub(crate) struct RequestMetrics {
     latency: Mutex<Histogram<u32>>,
     /// gRPC answers by `grpc-status` (shared with the bodies that report them).
     pub grpc: Arc<GrpcCounts>,
+    /// Requests and connections of this edge the ServerPolicy refused (inbound).
+    pub denials: DenialCounts,
 }
 
 impl RequestMetrics {
@@ -344,6 +348,7 @@ impl RequestMetrics {
                     .expect("static histogram bounds"),
             ),
             grpc: Arc::new(GrpcCounts::new(families.grpc.clone(), edge.clone())),
+            denials: DenialCounts::new(families.denials.clone(), edge.clone()),
             edge,
         }
     }
@@ -405,6 +410,7 @@ impl RequestMetrics {
         }
         families.latency.remove(&self.edge);
         self.grpc.remove();
+        self.denials.remove();
     }
 }
 
@@ -552,6 +558,7 @@ mod tests {
         registry
             .http_refusals(Direction::Inbound, "connection-limit")
             .inc();
+        held.requests().denials.record(Denied::Http);
         let tracing = crate::trace::TraceCounters::default().registry();
         let classic = outrigger_api::exposition::classic(&registry.encode(&[&tracing]));
         let mut encoded: std::collections::BTreeSet<String> = classic

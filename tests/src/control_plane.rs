@@ -20,11 +20,6 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// The process id, to read its memory from /proc.
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
     /// Starts on fresh ports and returns once `/ready` answers 200.
     pub async fn start(mesh: &Mesh) -> ControlPlane {
         ControlPlane::start_with(mesh, &[]).await
@@ -43,7 +38,28 @@ impl ControlPlane {
         http: SocketAddr,
         flags: &[S],
     ) -> ControlPlane {
-        let mut command = Command::new(bin("outrigger"));
+        ControlPlane::start_command(mesh, Command::new(bin("outrigger")), api, http, flags).await
+    }
+
+    /// [`ControlPlane::start_with`], started with a soft open-file limit of `soft` (as a
+    /// shell's `ulimit -Sn` or systemd's default would leave it).
+    pub async fn start_with_open_files(mesh: &Mesh, soft: u64, flags: &[&str]) -> ControlPlane {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+            .arg(bin("outrigger"));
+        let (api, http) = (loopback(free_port()), loopback(free_port()));
+        ControlPlane::start_command(mesh, command, api, http, flags).await
+    }
+
+    async fn start_command<S: AsRef<OsStr>>(
+        mesh: &Mesh,
+        mut command: Command,
+        api: SocketAddr,
+        http: SocketAddr,
+        flags: &[S],
+    ) -> ControlPlane {
         command
             .arg("control-plane")
             .arg("--data-dir")
@@ -72,6 +88,46 @@ impl ControlPlane {
         self.process.log()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Its resident memory now, in KiB (`VmRSS` in /proc).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_field(self.pid(), "VmRSS:")
+    }
+
+    /// Its soft and hard open-file limits now (`Max open files` in /proc).
+    pub fn open_files_limits(&self) -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()))
+            .expect("/proc/<pid>/limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("a Max open files line");
+        let mut values = line["Max open files".len()..].split_whitespace();
+        let soft = values.next().expect("soft").to_string();
+        let hard = values.next().expect("hard").to_string();
+        (soft, hard)
+    }
+
+    /// Its open file descriptors now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
+    /// One sample's value from its `/metrics`, e.g.
+    /// `outrigger_control_plane_watchers_cut_total{reason="stalled"}`; 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = self.get_plain("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// GET on the plain-HTTP port: (status, body).
     pub async fn get_plain(&self, path: &str) -> (u16, String) {
         let reply = get_h1(self.http, "localhost", path)
@@ -92,4 +148,15 @@ impl ControlPlane {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+}
+
+/// A `kB` field of /proc/<pid>/status.
+fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
 }

@@ -74,6 +74,61 @@ pub async fn send_on_connection(
     (response, connection)
 }
 
+/// One TLS connection to the API kept alive for many requests, as a sidecar's
+/// heartbeats are sent.
+pub struct KeepAlive {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    pub async fn connect(api: SocketAddr, tls: Arc<ClientConfig>) -> KeepAlive {
+        let tcp = tokio::net::TcpStream::connect(api).await.expect("connect");
+        let name = ServerName::try_from("control-plane").expect("name");
+        let stream = TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the control plane");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+        let connection = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        KeepAlive { sender, connection }
+    }
+
+    /// One request on the connection: (status, body as text).
+    pub async fn call(&mut self, method: &str, path: &str, body: String) -> (StatusCode, String) {
+        self.sender
+            .ready()
+            .await
+            .expect("the connection stays open");
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "control-plane")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let response = self.sender.send_request(request).await.expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
 /// One whole request: (status, body as text).
 pub async fn call(
     api: SocketAddr,

@@ -17,6 +17,7 @@ pub mod mesh;
 pub mod netns;
 pub mod otlp_receiver;
 pub mod process;
+pub mod raw_api;
 pub mod relay;
 pub mod sidecar;
 pub mod stats;
@@ -32,8 +33,8 @@ pub use client::{
 pub use cluster::{Cluster, PAYMENTS};
 pub use control_plane::ControlPlane;
 pub use control_plane_client::{
-    Workload, call, control_plane_tls, enroll, id, identity_of, request_certificate, send,
-    send_on_connection,
+    KeepAlive, Workload, call, control_plane_tls, enroll, id, identity_of, request_certificate,
+    send, send_on_connection,
 };
 pub use faults::Fault;
 pub use fixtures::{DESIGN_EXAMPLE, PAYMENTS_YAML, fixtures_dir};
@@ -42,6 +43,7 @@ pub use mesh::{Mesh, write_atomically};
 pub use netns::{Network, Pod};
 pub use otlp_receiver::{OtlpReceiver, ReceivedSpan};
 pub use process::{Process, START_LIMIT, bin, eventually, free_port, loopback, run};
+pub use raw_api::{RawApi, request_head, status_and_body};
 pub use relay::RelayApp;
 pub use sidecar::Sidecar;
 pub use stats::{SidecarTotals, ms};

@@ -1,6 +1,7 @@
 //! An open `GET /v1/watch` stream read as a proxy reads it: line by line, each event
 //! applied to the state held (docs/watch-protocol.md).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -29,8 +30,13 @@ impl Drop for WatchStream {
 impl WatchStream {
     /// Opens `path` (`/v1/watch?...`) as `workload`.
     pub async fn open(cp: &ControlPlane, anchor: &str, workload: &Workload, path: &str) -> Self {
+        WatchStream::open_on(cp.api, anchor, workload, path).await
+    }
+
+    /// [`WatchStream::open`] on the API at `api` (from a task that holds no `ControlPlane`).
+    pub async fn open_on(api: SocketAddr, anchor: &str, workload: &Workload, path: &str) -> Self {
         let (response, connection) = send_on_connection(
-            cp.api,
+            api,
             control_plane_tls(anchor, Some(workload.certs.clone())),
             "GET",
             path,
@@ -74,6 +80,16 @@ impl WatchStream {
             (WatchEvent::Delta(delta), Some(held)) => apply(held, delta),
         }
         (event, line.len())
+    }
+
+    /// Reads on until the control plane ends the stream or closes its connection;
+    /// false if it is still open after `limit` (only a broken build waits that long).
+    pub async fn ends_within(&mut self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, async {
+            while let Some(Ok(_)) = self.body.frame().await {}
+        })
+        .await
+        .is_ok()
     }
 
     /// A line's bytes without its newline.

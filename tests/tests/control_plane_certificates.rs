@@ -6,7 +6,8 @@ use http::StatusCode;
 use outrigger_certs::{ClientIdVerifier, TrustBundle, WorkloadKey, certs_from_pem};
 use outrigger_control_plane::TokenKey;
 use outrigger_tests::{
-    ControlPlane, Mesh, call, control_plane_tls, enroll, id, identity_of, request_certificate,
+    ControlPlane, Mesh, RawApi, START_LIMIT, call, control_plane_tls, enroll, id, identity_of,
+    request_certificate, request_head, status_and_body,
 };
 use rustls::pki_types::UnixTime;
 use rustls::server::danger::ClientCertVerifier as _;
@@ -23,32 +24,30 @@ async fn the_token_decides_the_identity_not_the_csr() {
     let mesh = Mesh::with_payments();
     let cp = ControlPlane::start(&mesh).await;
     let token = mesh.token("ns/a");
+    let tls = || control_plane_tls(&mesh.anchor_pem(), None);
 
-    // A CSR asking for ns/b and a DNS name: neither may end up in the certificate.
+    // A CSR asking for a DNS name, and for the token's own identity: the DNS name does
+    // not end up in the certificate.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::URI(id("ns/b").as_str().try_into().unwrap()));
-    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let csr_asking = |identity: &str| {
+        let mut params = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            id(identity).as_str().try_into().unwrap(),
+        ));
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    };
 
-    let (status, json) = request_certificate(
-        cp.api,
-        control_plane_tls(&mesh.anchor_pem(), None),
-        &csr,
-        Some(&token),
-    )
-    .await;
+    let (status, json) =
+        request_certificate(cp.api, tls(), &csr_asking("ns/a"), Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let chain_pem = json["certificate_chain"].as_str().unwrap();
     assert_eq!(identity_of(chain_pem), id("ns/a"));
     let leaf = &certs_from_pem(chain_pem).unwrap()[0];
-    for asked in [&b"evil.example"[..], b"/ns/ns/sa/b"] {
-        assert!(
-            !leaf.windows(asked.len()).any(|w| w == asked),
-            "no SAN from the CSR"
-        );
-    }
+    let asked = b"evil.example";
+    assert!(
+        !leaf.windows(asked.len()).any(|w| w == asked),
+        "no DNS SAN from the CSR"
+    );
     assert_eq!(json["trust_bundle"].as_str().unwrap(), mesh.anchor_pem());
     let expires_at = json["expires_at"].as_i64().unwrap();
     let now = SystemTime::now()
@@ -60,10 +59,26 @@ async fn the_token_decides_the_identity_not_the_csr() {
         "{expires_at}"
     );
 
+    // A CSR asking for another identity than the token's is refused, and says why.
+    let (status, json) =
+        request_certificate(cp.api, tls(), &csr_asking("ns/b"), Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert_eq!(json["error"], "forbidden");
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.contains("asks for spiffe://cluster.local/ns/ns/sa/b")
+            && message.contains("bootstrap token is for spiffe://cluster.local/ns/ns/sa/a"),
+        "{message}"
+    );
+
     let (_, metrics) = cp.get_plain("/metrics").await;
     assert!(
         metrics
             .contains("outrigger_control_plane_certificates_issued_total{proven_by=\"token\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("certificate_requests_refused_total{reason=\"forbidden\"} 1\n"),
         "{metrics}"
     );
 }
@@ -120,15 +135,20 @@ async fn bad_proofs_and_bad_requests_are_refused_with_reasons() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("\"bad-request\""), "{text}");
 
-    let (status, text) = call(
-        cp.api,
-        tls(),
+    // Too large: refused from its Content-Length, before the body is read, and the
+    // connection closed (a client still writing the body may see a reset instead of the
+    // answer, so this one sends the head alone).
+    let mut raw = RawApi::connect(cp.api, tls()).await.unwrap();
+    raw.send(&request_head(
         "POST",
         "/v1/certificates",
-        Some("x".repeat(70_000)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+        &[("content-length", "70000".into())],
+    ))
+    .await
+    .unwrap();
+    let reply = raw.read_to_close(START_LIMIT).await.expect("answered");
+    let (status, text) = status_and_body(&reply);
+    assert_eq!(status, 413, "{text}");
 
     let (status, _) = call(cp.api, tls(), "GET", "/v1/certificates", None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
@@ -149,19 +169,33 @@ async fn renewal_over_mtls_keeps_the_identity_and_ignores_a_token() {
     let cp = ControlPlane::start(&mesh).await;
     let anchor = mesh.anchor_pem();
     let workload = enroll(&cp, &anchor, &mesh.token("shop/orders"), &id("shop/orders")).await;
+    let renew = |csr: String| {
+        let tls = control_plane_tls(&anchor, Some(workload.certs.clone()));
+        let other = mesh.token("shop/payments");
+        async move { request_certificate(cp.api, tls, &csr, Some(&other)).await }
+    };
 
-    let other = mesh.token("shop/payments");
-    let (status, json) = request_certificate(
-        cp.api,
-        control_plane_tls(&anchor, Some(workload.certs.clone())),
-        &csr_for("shop/payments"),
-        Some(&other),
-    )
-    .await;
+    // A CSR naming no identity, as sidecars send: the certificate's identity, not the token's.
+    let csr = WorkloadKey::generate()
+        .unwrap()
+        .csr_pem_without_identity()
+        .unwrap();
+    let (status, json) = renew(csr).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let renewed = json["certificate_chain"].as_str().unwrap();
     assert_eq!(identity_of(renewed), id("shop/orders"));
     assert_ne!(renewed, workload.chain_pem);
+
+    // Renewing as someone else is refused: a sidecar may only renew itself.
+    let (status, json) = renew(csr_for("shop/payments")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("the certificate is for spiffe://cluster.local/ns/shop/sa/orders"),
+        "{json}"
+    );
 
     let (_, metrics) = cp.get_plain("/metrics").await;
     assert!(

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use outrigger_api::parse_duration;
 use outrigger_certs::DEFAULT_TRUST_DOMAIN;
 use outrigger_control_plane::inject::InjectConfig;
-use outrigger_control_plane::{ClusterMode, ServeConfig};
+use outrigger_control_plane::limits::{self, Limits};
+use outrigger_control_plane::{ClusterMode, ServeConfig, proxies, registry};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +31,10 @@ pub(crate) enum Command {
     /// Manage bootstrap tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Revoke an identity: every token and certificate issued for it until now is
+    /// refused (new certificates, renewals, watches, registrations), its open watches are
+    /// cut and its instances leave their services. A token created afterwards works.
+    Revoke(RevokeArgs),
     /// Run the control plane: certificate API, config stream, health and metrics.
     ControlPlane(Box<ControlPlaneArgs>),
     /// Run a whole mesh on loopback: control plane, two services with sidecars, traffic.
@@ -192,6 +197,15 @@ pub(crate) struct TokenCreateArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct RevokeArgs {
+    #[arg(long, env = "OUTRIGGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// NAMESPACE/SERVICE-ACCOUNT.
+    #[arg(long)]
+    pub identity: String,
+}
+
+#[derive(Args)]
 pub(crate) struct ControlPlaneArgs {
     #[arg(long, env = "OUTRIGGER_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -258,6 +272,21 @@ pub(crate) struct ControlPlaneArgs {
     /// dropped first (history gets shorter, the latest numbers stay exact).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub stats_max_mib: u32,
+    /// Open connections to the API port at most; one more is closed as soon as it is
+    /// accepted (docs/control-plane-limits.md).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// A watch stream whose next line cannot be written for this long (the proxy has
+    /// stopped reading) is cut.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub watch_stall_timeout: Duration,
+    /// Registered instances one service may have; a new one beyond is refused (429).
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_INSTANCES_PER_SERVICE)]
+    pub max_instances_per_service: usize,
+    /// Proxies (by proxy id) one identity may have known at once; a new one beyond is
+    /// refused (429).
+    #[arg(long, default_value_t = proxies::DEFAULT_MAX_PER_IDENTITY)]
+    pub max_proxies_per_identity: usize,
     /// The proxy image the admission webhook injects.
     #[arg(long, env = "OUTRIGGER_PROXY_IMAGE", default_value = outrigger_control_plane::inject::DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
@@ -282,6 +311,12 @@ impl ControlPlaneArgs {
                 ..InjectConfig::default()
             },
             serving_dns_names: self.serving_dns_names,
+            limits: Limits {
+                max_connections: self.max_connections,
+                watch_stall_timeout: self.watch_stall_timeout,
+                max_instances_per_service: self.max_instances_per_service,
+                max_proxies_per_identity: self.max_proxies_per_identity,
+            },
             kubernetes: self.kubernetes.then(|| ClusterMode {
                 client: None,
                 namespace: self.namespace,

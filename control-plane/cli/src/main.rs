@@ -15,10 +15,12 @@ use std::time::SystemTime;
 
 use clap::Parser as _;
 use outrigger_certs::SpiffeId;
-use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init};
+use outrigger_control_plane::{ServeConfig, Server, TokenKey, ca_init, open_files, revocation};
 use outrigger_demo as demo;
 
-use crate::cli::{CaCommand, CaInitArgs, Cli, Command, DemoArgs, TokenCommand, TokenCreateArgs};
+use crate::cli::{
+    CaCommand, CaInitArgs, Cli, Command, DemoArgs, RevokeArgs, TokenCommand, TokenCreateArgs,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Ca(CaCommand::Init(args)) => run_ca_init(args),
         Command::Ca(CaCommand::Rotate(step)) => rotate::run(step),
         Command::Token(TokenCommand::Create(args)) => run_token_create(args),
+        Command::Revoke(args) => run_revoke(args),
         Command::ControlPlane(args) => run_control_plane(args.into_config()),
         Command::Demo(args) => run_demo(args),
         Command::Crds(args) => crds::run(args),
@@ -99,7 +102,21 @@ fn run_token_create(args: TokenCreateArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn run_revoke(args: RevokeArgs) -> Result<(), String> {
+    let key = TokenKey::load(&args.data_dir).map_err(|e| e.to_string())?;
+    let id = SpiffeId::from_short(key.trust_domain(), &args.identity)
+        .map_err(|e| format!("--identity: {e}"))?;
+    let now = outrigger_certs::unix_now();
+    revocation::revoke_in(&args.data_dir, &id, now)?;
+    println!(
+        "revoked {id}: its tokens and certificates issued until Unix time {now} are refused \
+         (a running control plane applies this at once); tokens created from the next second on work"
+    );
+    Ok(())
+}
+
 fn run_control_plane(config: ServeConfig) -> Result<(), String> {
+    raise_open_files_limit(config.limits.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,6 +128,31 @@ fn run_control_plane(config: ServeConfig) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// Every API connection is a file descriptor: the soft limit (often 1,024) goes up to the
+/// hard one, and a hard limit below `--max-connections` is worth a warning.
+fn raise_open_files_limit(max_connections: usize) {
+    match open_files::raise_to_hard_limit() {
+        Ok(raised) if raised.before != raised.after => tracing::info!(
+            before = ?raised.before,
+            after = ?raised.after,
+            "raised the open-file limit"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+    // Descriptors besides connections: listeners, files, watchers, logs.
+    const OTHER_FILES: u64 = 64;
+    if let Some(limit) = open_files::soft_limit()
+        && limit < max_connections as u64 + OTHER_FILES
+    {
+        tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below --max-connections: connections past it fail to be accepted"
+        );
+    }
 }
 
 fn run_demo(args: DemoArgs) -> Result<(), String> {

@@ -60,7 +60,7 @@ fn endpoints(publisher: &SnapshotPublisher) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn healthy_instances_join_and_leave_on_health_and_expiry() {
     let publisher = publisher();
-    let registry = Registry::new(TTL, publisher.clone());
+    let registry = Registry::new(TTL, 100, publisher.clone());
     let (_stop, stopping) = watch::channel(false);
     tokio::spawn(registry.clone().run_expiry(stopping));
     let me = id("shop/payments");
@@ -100,7 +100,7 @@ async fn healthy_instances_join_and_leave_on_health_and_expiry() {
 #[tokio::test(start_paused = true)]
 async fn several_instances_dedupe_and_withdraw() {
     let publisher = publisher();
-    let registry = Registry::new(TTL, publisher.clone());
+    let registry = Registry::new(TTL, 100, publisher.clone());
     let me = id("shop/payments");
     let v0 = publisher.current().version;
     // The static endpoint registered again: no change.
@@ -135,7 +135,7 @@ async fn several_instances_dedupe_and_withdraw() {
 #[tokio::test(start_paused = true)]
 async fn refusals() {
     let publisher = publisher();
-    let registry = Registry::new(TTL, publisher.clone());
+    let registry = Registry::new(TTL, 100, publisher.clone());
     let v0 = publisher.current().version;
 
     // Another identity's service.
@@ -178,4 +178,61 @@ async fn refusals() {
     assert_eq!(endpoints(&publisher).len(), 2);
     assert!(registry.heartbeat("p1", &me, Some(&unknown)).is_err());
     assert_eq!(endpoints(&publisher).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_service_refuses_new_instances_until_one_leaves() {
+    let publisher = publisher();
+    let registry = Registry::new(TTL, 3, publisher.clone());
+    let me = id("shop/payments");
+    let key = ServiceKey::new("shop", "payments");
+    for n in 1..=3 {
+        let address = format!("127.0.0.{n}:4143");
+        // Unhealthy ones count too: they take as much room.
+        registry
+            .heartbeat(&format!("p{n}"), &me, Some(&instance(&address, n != 2)))
+            .unwrap();
+    }
+    assert_eq!(registry.count(&key), 3);
+    let err = registry
+        .heartbeat("p4", &me, Some(&instance("127.0.0.4:4143", true)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegisterError::Full(m) if m.contains("already has 3 registered instances")),
+        "{err}"
+    );
+    // Renewals of the registered ones pass.
+    assert!(
+        registry
+            .heartbeat("p1", &me, Some(&instance("127.0.0.1:4143", true)))
+            .is_ok()
+    );
+    // One withdraws: room for the fourth.
+    registry.heartbeat("p3", &me, None).unwrap();
+    assert_eq!(registry.count(&key), 2);
+    registry
+        .heartbeat("p4", &me, Some(&instance("127.0.0.4:4143", true)))
+        .unwrap();
+    // Expiry frees the room too.
+    registry.expire(Instant::now() + TTL);
+    assert_eq!(registry.count(&key), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_identity_is_withdrawn_at_once() {
+    let publisher = publisher();
+    let registry = Registry::new(TTL, 100, publisher.clone());
+    let me = id("shop/payments");
+    registry
+        .heartbeat("p1", &me, Some(&instance("127.0.0.1:4143", true)))
+        .unwrap();
+    assert_eq!(endpoints(&publisher).len(), 2);
+    assert!(
+        registry
+            .withdraw_identity("spiffe://cluster.local/ns/shop/sa/orders")
+            .is_none()
+    );
+    assert!(registry.withdraw_identity(me.as_str()).is_some());
+    assert_eq!(endpoints(&publisher), ["127.0.0.1:9000"]);
+    assert_eq!(registry.count(&ServiceKey::new("shop", "payments")), 0);
 }

@@ -46,6 +46,8 @@ pub(crate) fn route(shared: &Shared, req: &Request<Incoming>) -> Response<RespBo
                 config_version: shared.snapshots.current().version,
                 config_valid: shared.health.is_valid(),
                 registered_instances: shared.registry.healthy_count(),
+                api_connections: shared.api_connections.open(),
+                revoked_identities: shared.revocations.borrow().len(),
             });
             let accept = req
                 .headers()

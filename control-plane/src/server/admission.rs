@@ -3,13 +3,14 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tracing::warn;
 
 use super::api_error::ApiFailure;
 use super::body::{RespBody, json};
-use super::certificates::read_body_up_to;
+use super::refusal::refused;
+use super::request_body::read_body_up_to;
 use super::{ConnInfo, Shared};
 use crate::inject::admission;
+use crate::metrics::Endpoint;
 
 /// A pod object is at most about 1.5 MiB in etcd; its review with old and new objects
 /// stays under this.
@@ -20,15 +21,15 @@ pub(crate) async fn handle(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<RespBody> {
-    let body = match read_body_up_to(req.into_body(), MAX_REVIEW).await {
-        Ok(body) => body,
-        Err(failure) => return failure.into_response(),
+    let reviewed = match read_body_up_to(req.into_body(), MAX_REVIEW).await {
+        Ok(body) => admission::review(&body, &shared.inject).map_err(ApiFailure::BadRequest),
+        Err(failure) => Err(failure),
     };
-    match admission::review(&body, &shared.inject) {
+    match reviewed {
         Ok(answer) => json(StatusCode::OK, &answer),
-        Err(message) => {
-            warn!(peer = %conn.peer, "refused admission review: {message}");
-            ApiFailure::BadRequest(message).into_response()
+        Err(failure) => {
+            refused(shared, conn, Endpoint::Admission, &failure);
+            failure.into_response()
         }
     }
 }

@@ -16,6 +16,12 @@ pub(crate) enum ApiFailure {
     Unauthenticated(String),
     /// Authenticated, but not allowed to do this (with the precise reason).
     Forbidden(String),
+    /// The credential was issued before its identity was revoked (`crate::revocation`).
+    Revoked(String),
+    /// The service has as many registered instances as `--max-instances-per-service`.
+    TooManyInstances(String),
+    /// The identity has as many proxies known as `--max-proxies-per-identity`.
+    TooManyProxies(String),
     PayloadTooLarge(usize),
     RequestTimeout,
     NotFound,
@@ -30,7 +36,10 @@ impl ApiFailure {
         match self {
             ApiFailure::BadRequest(_) | ApiFailure::InvalidCsr(_) => StatusCode::BAD_REQUEST,
             ApiFailure::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiFailure::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiFailure::Forbidden(_) | ApiFailure::Revoked(_) => StatusCode::FORBIDDEN,
+            ApiFailure::TooManyInstances(_) | ApiFailure::TooManyProxies(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiFailure::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiFailure::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiFailure::NotFound => StatusCode::NOT_FOUND,
@@ -43,7 +52,6 @@ impl ApiFailure {
         match self {
             ApiFailure::NotFound => "not-found",
             ApiFailure::MethodNotAllowed(_) => "method-not-allowed",
-            ApiFailure::Forbidden(_) => "forbidden",
             other => other.refusal().label(),
         }
     }
@@ -53,8 +61,11 @@ impl ApiFailure {
         match self {
             ApiFailure::BadRequest(_) => Refusal::BadRequest,
             ApiFailure::InvalidCsr(_) => Refusal::InvalidCsr,
-            // Certificate requests are never forbidden, only unauthenticated.
-            ApiFailure::Unauthenticated(_) | ApiFailure::Forbidden(_) => Refusal::Unauthenticated,
+            ApiFailure::Unauthenticated(_) => Refusal::Unauthenticated,
+            ApiFailure::Forbidden(_) => Refusal::Forbidden,
+            ApiFailure::Revoked(_) => Refusal::Revoked,
+            ApiFailure::TooManyInstances(_) => Refusal::TooManyInstances,
+            ApiFailure::TooManyProxies(_) => Refusal::TooManyProxies,
             ApiFailure::PayloadTooLarge(_) => Refusal::PayloadTooLarge,
             ApiFailure::RequestTimeout => Refusal::RequestTimeout,
             ApiFailure::NotFound | ApiFailure::MethodNotAllowed(_) => Refusal::BadRequest,
@@ -67,7 +78,10 @@ impl ApiFailure {
             ApiFailure::BadRequest(m)
             | ApiFailure::InvalidCsr(m)
             | ApiFailure::Unauthenticated(m)
-            | ApiFailure::Forbidden(m) => m.clone(),
+            | ApiFailure::Forbidden(m)
+            | ApiFailure::Revoked(m)
+            | ApiFailure::TooManyInstances(m)
+            | ApiFailure::TooManyProxies(m) => m.clone(),
             ApiFailure::PayloadTooLarge(limit) => {
                 format!("request body is larger than {limit} bytes")
             }

@@ -2,26 +2,22 @@
 //! current certificate (renewal, over mTLS) or else by a bootstrap token. The identity
 //! always comes from the proof, never from the CSR.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use outrigger_api::{CertificateRequest, CertificateResponse};
 use outrigger_certs::SpiffeId;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::api_error::ApiFailure;
 use super::body::{RespBody, json};
+use super::refusal::refused;
+use super::request_body::read_body;
 use super::{ConnInfo, Shared};
 use crate::kubernetes::ReviewError;
-use crate::metrics::ProvenBy;
-
-/// A CSR and a token fit in a few KiB; anything much larger is not a certificate request.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
-/// A client that has sent its headers gets this long to send the body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::metrics::{Endpoint, ProvenBy};
+use crate::token::VerifiedToken;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -41,13 +37,7 @@ pub(crate) async fn handle(
             json(StatusCode::OK, &response)
         }
         Err(failure) => {
-            shared.metrics.refused(failure.refusal());
-            warn!(
-                peer = %conn.peer,
-                client_cert = conn.identity.as_ref().map(|id| id.as_str()).unwrap_or("-"),
-                reason = %failure.message(),
-                "refused certificate request"
-            );
+            refused(shared, conn, Endpoint::Certificates, &failure);
             failure.into_response()
         }
     }
@@ -65,22 +55,59 @@ async fn issue(
         ))
     })?;
 
+    // The cheap check first: a key the CA would not sign for (a 16,384-bit RSA key, an
+    // unknown algorithm) is refused before any proof is checked (a TokenReview is a call
+    // to the API server) and before the CSR's signature is verified.
+    let csr = outrigger_certs::csr::inspect(&request.csr).map_err(|e| match e {
+        outrigger_certs::Error::Csr(reason) => {
+            ApiFailure::InvalidCsr(format!("invalid certificate signing request: {reason}"))
+        }
+        other => ApiFailure::InvalidCsr(other.to_string()),
+    })?;
+
     // A verified client certificate wins: a sidecar may only renew itself, and a token
     // sent along (say, still in its environment) must not let it become someone else.
-    let (identity, proven_by) = match (&conn.identity, &request.token) {
-        (Some(identity), _) => (identity.clone(), ProvenBy::Certificate),
-        (None, Some(token)) => (bootstrap_identity(shared, token).await?, ProvenBy::Token),
+    let (identity, proven_by, issued_at, proof) = match (&conn.identity, &request.token) {
+        (Some(identity), _) => (
+            identity.clone(),
+            ProvenBy::Certificate,
+            conn.issued_at,
+            "certificate",
+        ),
+        (None, Some(token)) => {
+            let token = bootstrap_identity(shared, token).await?;
+            (
+                token.identity,
+                ProvenBy::Token,
+                token.issued_at,
+                "bootstrap token",
+            )
+        }
         (None, None) => {
             return Err(ApiFailure::Unauthenticated(
                 "no proof of identity: send a bootstrap token, or renew over mTLS with your current certificate".into(),
             ));
         }
     };
+    shared
+        .revocations
+        .borrow()
+        .check(&identity, issued_at, proof)
+        .map_err(|revoked| ApiFailure::Revoked(revoked.to_string()))?;
+    // Sidecars name no identity in their CSR; one that names another than its proof's is
+    // a misconfigured workload (or someone trying its luck), and is told so.
+    if let Some(asked) = &csr.asks_for
+        && asked != identity.as_str()
+    {
+        return Err(ApiFailure::Forbidden(format!(
+            "the CSR asks for {asked}, but the {proof} is for {identity}: a {proof} only gets a certificate for its own identity"
+        )));
+    }
 
     // One CA for the certificate and the bundle sent with it, even mid-rotation.
     let ca = shared.ca.borrow().clone();
     let issued = ca
-        .sign_csr(&request.csr, &identity, shared.cert_ttl)
+        .sign_checked(&csr, &identity, shared.cert_ttl)
         .map_err(|e| match e {
             outrigger_certs::Error::Csr(reason) => {
                 ApiFailure::InvalidCsr(format!("invalid certificate signing request: {reason}"))
@@ -98,40 +125,29 @@ async fn issue(
     Ok((response, identity, proven_by))
 }
 
-/// Who a bootstrap token proves: a local token (`v1.`, from `outrigger token create`)
-/// is checked here; in cluster mode any other is a service-account token for the API
-/// server's TokenReview.
-async fn bootstrap_identity(shared: &Shared, token: &str) -> Result<SpiffeId, ApiFailure> {
+/// Who a bootstrap token proves, and since when: a local token (`v1.`, from `outrigger
+/// token create`) is checked here; in cluster mode any other is a service-account token
+/// for the API server's TokenReview, which says nothing of when it was issued (it counts
+/// as issued now: deleting the service account is how such tokens are revoked).
+async fn bootstrap_identity(shared: &Shared, token: &str) -> Result<VerifiedToken, ApiFailure> {
     let local = token.trim_start().starts_with("v1.");
     match &shared.token_review {
-        Some(reviewer) if !local => reviewer.review(token).await.map_err(|e| match e {
-            ReviewError::Denied(_) => ApiFailure::Unauthenticated(e.to_string()),
-            ReviewError::Unavailable(_) => {
-                error!("{e}");
-                ApiFailure::Internal
-            }
-        }),
+        Some(reviewer) if !local => {
+            let identity = reviewer.review(token).await.map_err(|e| match e {
+                ReviewError::Denied(_) => ApiFailure::Unauthenticated(e.to_string()),
+                ReviewError::Unavailable(_) => {
+                    error!("{e}");
+                    ApiFailure::Internal
+                }
+            })?;
+            Ok(VerifiedToken {
+                identity,
+                issued_at: outrigger_certs::unix_now(),
+            })
+        }
         _ => shared
             .tokens
-            .verify(token, SystemTime::now())
+            .verify_token(token, SystemTime::now())
             .map_err(|e| ApiFailure::Unauthenticated(e.to_string())),
-    }
-}
-
-pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, ApiFailure> {
-    read_body_up_to(body, MAX_BODY).await
-}
-
-/// [`read_body`] with another limit (an AdmissionReview carries a whole pod).
-pub(crate) async fn read_body_up_to(body: Incoming, limit: usize) -> Result<Bytes, ApiFailure> {
-    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect())
-        .await
-        .map_err(|_| ApiFailure::RequestTimeout)?;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiFailure::PayloadTooLarge(limit)),
-        Err(e) => Err(ApiFailure::BadRequest(format!(
-            "could not read the request body: {e}"
-        ))),
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::inject::InjectConfig;
+use crate::limits::Limits;
 use crate::{registry, stats};
 
 /// What the control plane serves, and where.
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub stats_max_series: usize,
     /// Heap the statistics' windows may take; above it the oldest go first.
     pub stats_max_bytes: usize,
+    /// What one client may take (connections, stalled watches, registrations, proxies).
+    pub limits: Limits,
 }
 
 /// Where cluster mode finds its API server and its CA.
@@ -101,6 +104,7 @@ impl ServeConfig {
             stats_window: stats::DEFAULT_WINDOW,
             stats_max_series: stats::DEFAULT_MAX_SERIES,
             stats_max_bytes: stats::DEFAULT_MAX_BYTES,
+            limits: Limits::default(),
         }
     }
 }

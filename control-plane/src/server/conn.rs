@@ -10,8 +10,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
-use outrigger_certs::{describe_tls_error, peer_identity};
+use outrigger_certs::{describe_tls_error, issued_at_unix, peer_identity};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -59,16 +60,34 @@ pub(crate) async fn serve_api(
         }
     };
     // The verifier has checked the chain and the trust domain; this is who the client is.
-    let identity = peer_identity(stream.get_ref().1.peer_certificates());
-    let conn = Arc::new(ConnInfo { peer, identity });
+    let client_certs = stream.get_ref().1.peer_certificates();
+    let identity = peer_identity(client_certs);
+    // Unreadable cannot happen for a verified certificate; if it did, the certificate
+    // counts as issued at the start of time, so that any revocation of its identity holds.
+    let issued_at = client_certs
+        .and_then(|certs| certs.first())
+        .and_then(|leaf| issued_at_unix(leaf).ok())
+        .unwrap_or(i64::MIN);
+    let cut = Arc::new(Notify::new());
+    let conn = Arc::new(ConnInfo {
+        peer,
+        identity,
+        issued_at,
+        cut: cut.clone(),
+    });
     let service = service_fn(move |req| {
         let shared = shared.clone();
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(api::route(&shared, &conn, req).await) }
     });
     let serving = http1_builder().serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = graceful.watch(serving).await {
-        debug!(%peer, "API connection ended: {e}");
+    tokio::select! {
+        served = graceful.watch(serving) => if let Err(e) = served {
+            debug!(%peer, "API connection ended: {e}");
+        },
+        // A watch stream cut by the control plane: dropping the connection closes it,
+        // whatever is still in its buffers.
+        () = cut.notified() => debug!(%peer, "API connection cut"),
     }
 }
 

@@ -5,13 +5,16 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use outrigger_api::{Heartbeat, HeartbeatResponse};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::api_error::ApiFailure;
+use super::authn;
 use super::body::{RespBody, json};
-use super::certificates::read_body;
 use super::query::check_proxy_id;
+use super::refusal::refused;
+use super::request_body::read_body;
 use super::{ConnInfo, Shared};
+use crate::metrics::Endpoint;
 use crate::policy::ServiceKey;
 use crate::proxies::Seen;
 use crate::registry::RegisterError;
@@ -24,12 +27,7 @@ pub(crate) async fn handle(
     match heartbeat(shared, conn, req).await {
         Ok(response) => json(StatusCode::OK, &response),
         Err(failure) => {
-            warn!(
-                peer = %conn.peer,
-                client_cert = conn.identity.as_ref().map(|id| id.as_str()).unwrap_or("-"),
-                reason = %failure.message(),
-                "refused registration"
-            );
+            refused(shared, conn, Endpoint::Register, &failure);
             failure.into_response()
         }
     }
@@ -40,11 +38,7 @@ async fn heartbeat(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Result<HeartbeatResponse, ApiFailure> {
-    let Some(identity) = &conn.identity else {
-        return Err(ApiFailure::Unauthenticated(
-            "POST /v1/register requires a client certificate (mTLS): get one from POST /v1/certificates first".into(),
-        ));
-    };
+    let identity = authn::client(shared, conn, "POST /v1/register")?;
     let body = read_body(req.into_body()).await?;
     let beat: Heartbeat = serde_json::from_slice(&body).map_err(|e| {
         ApiFailure::BadRequest(format!(
@@ -58,6 +52,16 @@ async fn heartbeat(
         applied_version = beat.applied_version,
         "heartbeat"
     );
+    let seen = Seen {
+        proxy_id: &beat.proxy_id,
+        identity,
+        peer: conn.peer,
+    };
+    // A proxy id the table has no room for registers nothing either.
+    shared
+        .proxies
+        .admit(&seen)
+        .map_err(|e| ApiFailure::TooManyProxies(e.to_string()))?;
     let registered = shared
         .registry
         .heartbeat(&beat.proxy_id, identity, beat.instance.as_ref());
@@ -71,17 +75,14 @@ async fn heartbeat(
         )),
         _ => None,
     };
-    let seen = Seen {
-        proxy_id: &beat.proxy_id,
-        identity,
-        peer: conn.peer,
-    };
     shared
         .proxies
-        .heartbeat(seen, beat.applied_version, accepted);
+        .heartbeat(seen, beat.applied_version, accepted)
+        .map_err(|e| ApiFailure::TooManyProxies(e.to_string()))?;
     registered.map_err(|e| match e {
         RegisterError::Invalid(m) => ApiFailure::BadRequest(m),
         RegisterError::Forbidden(m) => ApiFailure::Forbidden(m),
+        RegisterError::Full(m) => ApiFailure::TooManyInstances(m),
     })?;
     Ok(HeartbeatResponse {
         expires_in_ms: shared.registry.ttl().as_millis() as u64,

@@ -7,13 +7,16 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use outrigger_api::{Side, StatsAccepted, StatsReport};
 use outrigger_certs::SpiffeId;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::api_error::ApiFailure;
+use super::authn;
 use super::body::{RespBody, json};
-use super::certificates::read_body_up_to;
 use super::query::check_proxy_id;
+use super::refusal::refused;
+use super::request_body::read_body_up_to;
 use super::{ConnInfo, Shared};
+use crate::metrics::Endpoint;
 use crate::policy::ServiceKey;
 use crate::snapshot::MeshConfig;
 
@@ -28,7 +31,7 @@ pub(crate) async fn handle(
     match ingest(shared, conn, req).await {
         Ok(accepted) => json(StatusCode::OK, &accepted),
         Err(failure) => {
-            warn!(peer = %conn.peer, reason = %failure.message(), "refused a stats report");
+            refused(shared, conn, Endpoint::Stats, &failure);
             failure.into_response()
         }
     }
@@ -39,11 +42,7 @@ async fn ingest(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Result<StatsAccepted, ApiFailure> {
-    let Some(identity) = &conn.identity else {
-        return Err(ApiFailure::Unauthenticated(
-            "POST /v1/stats requires a client certificate (mTLS)".into(),
-        ));
-    };
+    let identity = authn::client(shared, conn, "POST /v1/stats")?;
     let body = read_body_up_to(req.into_body(), MAX_REPORT).await?;
     let mut report: StatsReport = serde_json::from_slice(&body)
         .map_err(|e| ApiFailure::BadRequest(format!("body is not a stats report: {e}")))?;

@@ -10,40 +10,51 @@
 //! serves: the `service` parameter (`namespace/name`) if given, else the only
 //! MeshService whose identity is the caller's. A change that touches nothing this proxy
 //! holds (another service's ServerPolicy) sends it no line.
+//!
+//! The control plane cuts a stream (closes its connection) when the proxy stops reading
+//! (`watch_send.rs`) and when the proxy's identity is revoked (`crate::revocation`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use outrigger_api::WatchEvent;
 use outrigger_certs::SpiffeId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
 use super::api_error::ApiFailure;
 use super::body::{ChannelBody, RespBody};
 use super::query::{WatchQuery, parse_watch};
-use super::{ConnInfo, Shared};
+use super::refusal::refused;
+use super::watch_send::{Handed, hand_over};
+use super::{ConnInfo, Shared, authn};
+use crate::metrics::{Endpoint, Metrics, WatchCut};
 use crate::policy::ServiceKey;
 use crate::proxies::{ProxyWatchGuard, Seen};
+use crate::revocation::Revocations;
 use crate::snapshot::{Catchup, MeshConfig};
 use crate::watchers::WatcherGuard;
 
 pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> Response<RespBody> {
-    let Some(identity) = conn.identity.clone() else {
-        warn!(peer = %conn.peer, "refused watch: no client certificate");
-        return ApiFailure::Unauthenticated(
-            "GET /v1/watch requires a client certificate (mTLS): get one from POST /v1/certificates first".into(),
-        )
-        .into_response();
-    };
-    let WatchQuery { service, proxy } = match parse_watch(query) {
-        Ok(query) => query,
-        Err(e) => {
-            warn!(%identity, peer = %conn.peer, "refused watch: {e}");
-            return ApiFailure::BadRequest(format!("GET /v1/watch: {e}")).into_response();
+    match open(shared, conn, query) {
+        Ok(response) => response,
+        Err(failure) => {
+            refused(shared, conn, Endpoint::Watch, &failure);
+            failure.into_response()
         }
-    };
+    }
+}
+
+fn open(
+    shared: &Shared,
+    conn: &ConnInfo,
+    query: Option<&str>,
+) -> Result<Response<RespBody>, ApiFailure> {
+    let identity = authn::client(shared, conn, "GET /v1/watch")?.clone();
+    let WatchQuery { service, proxy } =
+        parse_watch(query).map_err(|e| ApiFailure::BadRequest(format!("GET /v1/watch: {e}")))?;
     if let Some(key) = &service {
         let current = shared.snapshots.current();
         match current.service(key) {
@@ -56,19 +67,26 @@ pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> R
             _ => {}
         }
     }
+    let proxy_guard = match proxy.as_deref() {
+        Some(proxy_id) => {
+            let served = shared
+                .snapshots
+                .current()
+                .served_by(service.as_ref(), &identity);
+            let seen = Seen {
+                proxy_id,
+                identity: &identity,
+                peer: conn.peer,
+            };
+            let guard = shared
+                .proxies
+                .watch_opened(seen, served)
+                .map_err(|e| ApiFailure::TooManyProxies(e.to_string()))?;
+            Some(guard)
+        }
+        None => None,
+    };
     let watcher = shared.watchers.register(identity.clone(), conn.peer);
-    let proxy_guard = proxy.as_deref().map(|proxy_id| {
-        let served = shared
-            .snapshots
-            .current()
-            .served_by(service.as_ref(), &identity);
-        let seen = Seen {
-            proxy_id,
-            identity: &identity,
-            peer: conn.peer,
-        };
-        shared.proxies.watch_opened(seen, served)
-    });
     info!(
         %identity,
         peer = %conn.peer,
@@ -79,15 +97,21 @@ pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> R
 
     // One line in flight: the feeding task waits for the client, then sends the latest.
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(feed(
-        shared.warm_until,
-        shared.snapshots.subscribe(),
+    let feed = Feed {
+        warm_until: shared.warm_until,
+        configs: shared.snapshots.subscribe(),
         tx,
-        shared.stopping.clone(),
-        (watcher, proxy_guard),
+        stopping: shared.stopping.clone(),
+        guards: (watcher, proxy_guard),
         identity,
-        service,
-    ));
+        issued_at: conn.issued_at,
+        requested: service,
+        revocations: shared.revocations.subscribe(),
+        stall: shared.limits.watch_stall_timeout,
+        cut: conn.cut.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    tokio::spawn(feed.run());
 
     let mut response = Response::new(ChannelBody::boxed_from(rx));
     *response.status_mut() = StatusCode::OK;
@@ -97,68 +121,135 @@ pub(crate) fn handle(shared: &Shared, conn: &ConnInfo, query: Option<&str>) -> R
         HeaderValue::from_static("application/x-ndjson"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(response)
 }
 
-/// Sends lines until the client goes away or the server stops: the full state first,
-/// then a delta from the version last sent whenever something this proxy holds changes.
-/// Dropping `tx` ends the body; dropping the guards takes the watcher off the registry
-/// and marks its proxy disconnected.
-async fn feed(
+/// What one stream's feeding task holds.
+struct Feed {
     warm_until: tokio::time::Instant,
-    mut configs: watch::Receiver<Arc<MeshConfig>>,
+    configs: watch::Receiver<Arc<MeshConfig>>,
     tx: mpsc::Sender<Bytes>,
-    mut stopping: watch::Receiver<bool>,
-    (_watcher, proxy): (WatcherGuard, Option<ProxyWatchGuard>),
+    stopping: watch::Receiver<bool>,
+    /// Dropped with the task: the watcher leaves the registry, its proxy is marked
+    /// disconnected.
+    guards: (WatcherGuard, Option<ProxyWatchGuard>),
     identity: SpiffeId,
+    /// When the client certificate was issued (revocations compare it).
+    issued_at: i64,
     requested: Option<ServiceKey>,
-) {
-    // Right after a start, registered instances have not heartbeated back in yet.
-    tokio::select! {
-        () = tokio::time::sleep_until(warm_until) => {}
-        () = tx.closed() => return,
-        _ = stopping.wait_for(|stop| *stop) => return,
-    }
-    // The version last sent, and the service this proxy was served as then.
-    let mut sent: Option<(u64, Option<ServiceKey>)> = None;
-    loop {
-        let config = configs.borrow_and_update().clone();
-        let served = config.served_by(requested.as_ref(), &identity);
-        let event = match &sent {
-            None => Some(WatchEvent::Full(config.snapshot_for(served.as_ref()))),
-            Some((base, served_then)) => {
-                match config.catch_up(*base, served_then.as_ref(), served.as_ref()) {
-                    Catchup::Delta(delta) => Some(WatchEvent::Delta(delta)),
-                    Catchup::UpToDate => {
-                        if let Some(proxy) = &proxy {
-                            proxy.holds_current(*base, config.version);
-                        }
-                        None
-                    }
-                    Catchup::TooFarBehind => {
-                        info!(%identity, base, "watcher too far behind for a delta: sending the full state");
-                        Some(WatchEvent::Full(config.snapshot_for(served.as_ref())))
-                    }
-                }
+    revocations: watch::Receiver<Arc<Revocations>>,
+    stall: Duration,
+    /// Closes the stream's connection.
+    cut: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+/// Why the feeding loop ended.
+enum End {
+    /// The client went away, or the server is stopping: the body just ends.
+    Done,
+    /// The control plane cuts the connection.
+    Cut(WatchCut),
+}
+
+impl Feed {
+    /// Sends lines until the client goes away, the server stops, or the stream is cut:
+    /// the full state first, then a delta from the version last sent whenever something
+    /// this proxy holds changes.
+    async fn run(mut self) {
+        let end = self.lines().await;
+        let identity = &self.identity;
+        match end {
+            End::Done => info!(%identity, "watcher disconnected"),
+            End::Cut(WatchCut::Stalled) => {
+                self.metrics.watcher_cut(WatchCut::Stalled);
+                warn!(
+                    %identity,
+                    stall_timeout = ?self.stall,
+                    "watcher cut off: it stopped reading (its next line waited longer than --watch-stall-timeout)"
+                );
             }
-        };
-        if let Some(event) = event {
-            let Some(line) = encode(&event) else {
-                break;
-            };
-            tokio::select! {
-                sent = tx.send(line) => if sent.is_err() { break },
-                _ = stopping.wait_for(|stop| *stop) => break,
+            End::Cut(WatchCut::Revoked) => {
+                self.metrics.watcher_cut(WatchCut::Revoked);
+                warn!(%identity, "watcher cut off: its identity was revoked");
             }
-            sent = Some((config.version, served));
         }
+        if matches!(end, End::Cut(_)) {
+            // The body cannot end cleanly through full buffers: the connection closes.
+            self.cut.notify_one();
+        }
+    }
+
+    async fn lines(&mut self) -> End {
+        // Right after a start, registered instances have not heartbeated back in yet.
         tokio::select! {
-            changed = configs.changed() => if changed.is_err() { break },
-            () = tx.closed() => break,
-            _ = stopping.wait_for(|stop| *stop) => break,
+            () = tokio::time::sleep_until(self.warm_until) => {}
+            () = self.tx.closed() => return End::Done,
+            _ = self.stopping.wait_for(|stop| *stop) => return End::Done,
+        }
+        // The version last sent, and the service this proxy was served as then.
+        let mut sent: Option<(u64, Option<ServiceKey>)> = None;
+        loop {
+            if self.revoked() {
+                return End::Cut(WatchCut::Revoked);
+            }
+            let config = self.configs.borrow_and_update().clone();
+            let served = config.served_by(self.requested.as_ref(), &self.identity);
+            if let Some(event) = self.next_event(&config, sent.as_ref(), served.as_ref()) {
+                let Some(line) = encode(&event) else {
+                    return End::Done;
+                };
+                tokio::select! {
+                    handed = hand_over(&self.tx, line, self.stall) => match handed {
+                        Handed::Over => {}
+                        Handed::Gone => return End::Done,
+                        Handed::Stalled => return End::Cut(WatchCut::Stalled),
+                    },
+                    _ = self.stopping.wait_for(|stop| *stop) => return End::Done,
+                }
+                sent = Some((config.version, served));
+            }
+            tokio::select! {
+                changed = self.configs.changed() => if changed.is_err() { return End::Done },
+                changed = self.revocations.changed() => if changed.is_err() { return End::Done },
+                () = self.tx.closed() => return End::Done,
+                _ = self.stopping.wait_for(|stop| *stop) => return End::Done,
+            }
         }
     }
-    info!(%identity, "watcher disconnected");
+
+    /// What to send for `config`, given what was sent: `None` when nothing this proxy
+    /// holds changed.
+    fn next_event(
+        &self,
+        config: &MeshConfig,
+        sent: Option<&(u64, Option<ServiceKey>)>,
+        served: Option<&ServiceKey>,
+    ) -> Option<WatchEvent> {
+        let Some((base, served_then)) = sent else {
+            return Some(WatchEvent::Full(config.snapshot_for(served)));
+        };
+        match config.catch_up(*base, served_then.as_ref(), served) {
+            Catchup::Delta(delta) => Some(WatchEvent::Delta(delta)),
+            Catchup::UpToDate => {
+                if let Some(proxy) = &self.guards.1 {
+                    proxy.holds_current(*base, config.version);
+                }
+                None
+            }
+            Catchup::TooFarBehind => {
+                info!(identity = %self.identity, base, "watcher too far behind for a delta: sending the full state");
+                Some(WatchEvent::Full(config.snapshot_for(served)))
+            }
+        }
+    }
+
+    fn revoked(&mut self) -> bool {
+        self.revocations
+            .borrow_and_update()
+            .check(&self.identity, self.issued_at, "certificate")
+            .is_err()
+    }
 }
 
 /// One line of the stream.

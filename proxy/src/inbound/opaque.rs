@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Inbound;
 use super::accept::Caller;
+use crate::metrics::Denied;
 use crate::opaque::{HEADER_TIMEOUT, read_header, relay};
 use crate::transport::connect_tcp;
 
@@ -52,13 +53,22 @@ impl Inbound {
     {
         let policy = self.policy.load_full();
         if !policy.allows_tcp(caller.id()) {
-            tracing::warn!(
-                %peer,
-                caller = %caller,
-                port,
-                reason = %policy.explain_tcp_denial(caller.id()),
-                "opaque TCP connection denied by the server policy"
-            );
+            // Resolved on a denial only: an allowed connection counts per service.
+            self.metrics
+                .edge(caller.id().unwrap_or(""), "")
+                .denials
+                .record(Denied::Tcp);
+            let reason = policy.explain_tcp_denial(caller.id());
+            if let Some(suppressed) = self.denial_log.admit(caller.id(), &reason) {
+                tracing::warn!(
+                    %peer,
+                    caller = %caller,
+                    port,
+                    %reason,
+                    suppressed,
+                    "opaque TCP connection denied by the server policy"
+                );
+            }
             // Counted as a connection that carried nothing.
             self.metrics.tcp.opened();
             self.metrics.tcp.closed(0, 0, std::time::Duration::ZERO);

@@ -21,6 +21,7 @@ use super::accept::Caller;
 use super::app::AppClient;
 use crate::body::{ProxyBody, strip_hop_by_hop};
 use crate::error::{ErrorCode, ProxyError};
+use crate::metrics::RequestMetrics;
 use crate::transport::connect_tcp;
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER, opaque};
 
@@ -30,6 +31,7 @@ impl Inbound {
         mut req: Request<Incoming>,
         protocol: Protocol,
         caller: &Caller,
+        edge: &RequestMetrics,
         app: Option<&AppClient>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -37,7 +39,7 @@ impl Inbound {
         let from_peer = hyper::upgrade::on(&mut req);
         // A WebSocket handshake is a GET in HTTP/1.1; rules that name methods see that.
         *req.method_mut() = Method::GET;
-        if let Some(denied) = self.authorize(&req, caller) {
+        if let Some(denied) = self.authorize(&req, caller, edge) {
             self.metrics.record_error(denied.code, start.elapsed());
             return denied.into_response(self.metrics.service());
         }

@@ -9,8 +9,8 @@ use prometheus_client::registry::Registry;
 
 use super::buckets::Buckets;
 use super::labels::{
-    DestinationLabels, EdgeLabels, EjectionLabels, GrpcLabels, RefusalLabels, ResponseLabels,
-    ResultLabels, ServiceLabels, TcpBytesLabels,
+    DenialLabels, DestinationLabels, EdgeLabels, EjectionLabels, GrpcLabels, RefusalLabels,
+    ResponseLabels, ResultLabels, ServiceLabels, TcpBytesLabels,
 };
 
 type Histograms<L> = Family<L, Buckets, fn() -> Buckets>;
@@ -31,6 +31,7 @@ pub(crate) struct Families {
     pub tcp_duration: Histograms<ServiceLabels>,
     pub tls_handshakes: Family<ResultLabels, Counter>,
     pub http_refusals: Family<RefusalLabels, Counter>,
+    pub denials: Family<DenialLabels, Counter>,
 }
 
 impl Families {
@@ -51,6 +52,7 @@ impl Families {
             tcp_duration: Family::new_with_constructor(Buckets::connections),
             tls_handshakes: Family::default(),
             http_refusals: Family::default(),
+            denials: Family::default(),
         };
         let f = families.clone();
         registry.register(
@@ -106,6 +108,11 @@ impl Families {
             "http_refusals",
             "Requests and connections a listener refused: limits, smuggling, HTTP/2 abuse",
             f.http_refusals,
+        );
+        registry.register(
+            "authorization_denied",
+            "Requests (http) and opaque TCP connections (tcp) the ServerPolicy refused, by caller",
+            f.denials,
         );
         families
     }

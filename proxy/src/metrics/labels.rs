@@ -103,3 +103,11 @@ pub(crate) struct EndpointLabels {
     pub service: String,
     pub endpoint: String,
 }
+
+/// A denial by the ServerPolicy on an edge: an `http` request or a `tcp` connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DenialLabels {
+    #[prometheus(flatten)]
+    pub edge: EdgeLabels,
+    pub protocol: &'static str,
+}

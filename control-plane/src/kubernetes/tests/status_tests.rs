@@ -363,16 +363,24 @@ async fn the_holder_writes_the_counts_of_its_connected_proxies() {
     }
     let payments = &SpiffeId::from_short("cluster.local", "shop/payments").unwrap();
     let orders = &SpiffeId::from_short("cluster.local", "shop/orders").unwrap();
-    let _p = proxies.watch_opened(
-        seen("payments-1", payments),
-        Some(ServiceKey::new("shop", "payments")),
-    );
-    proxies.heartbeat(seen("payments-1", payments), version, None);
-    let _o = proxies.watch_opened(
-        seen("orders-1", orders),
-        Some(ServiceKey::new("shop", "orders")),
-    );
-    proxies.heartbeat(seen("orders-1", orders), version - 1, None);
+    let _p = proxies
+        .watch_opened(
+            seen("payments-1", payments),
+            Some(ServiceKey::new("shop", "payments")),
+        )
+        .unwrap();
+    proxies
+        .heartbeat(seen("payments-1", payments), version, None)
+        .unwrap();
+    let _o = proxies
+        .watch_opened(
+            seen("orders-1", orders),
+            Some(ServiceKey::new("shop", "orders")),
+        )
+        .unwrap();
+    proxies
+        .heartbeat(seen("orders-1", orders), version - 1, None)
+        .unwrap();
 
     let local = Arc::new(LocalConvergence {
         replica: "cp-a".into(),
