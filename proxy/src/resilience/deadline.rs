@@ -42,7 +42,8 @@ pub(crate) fn set_budget(headers: &mut HeaderMap, remaining: Duration) {
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
 pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
+    // HTTP's optional whitespace is spaces and tabs, not Unicode's.
+    let value = value.trim_ascii();
     if value.len() < 2 || value.len() > 9 {
         return None;
     }
@@ -98,6 +99,8 @@ mod tests {
         assert_eq!(parse_grpc_timeout("0^\u{4d2}\u{4d2}"), None);
         assert_eq!(parse_grpc_timeout("5\u{e9}"), None);
         assert_eq!(parse_grpc_timeout("+5S"), None, "digits only");
+        assert_eq!(parse_grpc_timeout(" 6m\u{a0}"), None, "no Unicode whitespace");
+        assert_eq!(parse_grpc_timeout(" 6m\t"), Some(Duration::from_millis(6)));
     }
 
     #[test]
