@@ -23,7 +23,11 @@ const REVIEW_KIND: &str = "AdmissionReview";
 /// AdmissionReview is an error (the caller answers 400); a pod that cannot be injected
 /// gets a response saying so.
 pub fn review(body: &[u8], config: &InjectConfig) -> Result<Value, String> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+    // serde_json skips the fields it does not read without checking their UTF-8: a body
+    // that is not JSON at all would otherwise be answered.
+    let body = std::str::from_utf8(body)
+        .map_err(|e| format!("body is not an AdmissionReview v1: not UTF-8: {e}"))?;
+    let review: AdmissionReview<DynamicObject> = serde_json::from_str(body)
         .map_err(|e| format!("body is not an AdmissionReview v1: {e}"))?;
     // serde reads any `kind` and `apiVersion`, and the answer repeats them: check them,
     // so that what goes back is an AdmissionReview v1 the API server reads.
@@ -211,6 +215,13 @@ mod tests {
         assert_eq!(answer["kind"], "AdmissionReview");
         assert_eq!(answer["response"]["uid"], "b7c2");
         assert!(answer["response"]["patch"].is_string(), "{answer}");
+        // Found by the fuzz target too: a key of the pod that is not UTF-8.
+        let body = review_of("admission.k8s.io/v1", "AdmissionReview");
+        let at = body.windows(4).position(|w| w == b"spec").expect("a spec");
+        let mut bad_utf8 = body.clone();
+        bad_utf8[at + 1..at + 3].copy_from_slice(b"\x8b\x8c");
+        let err = review(&bad_utf8, &config).unwrap_err();
+        assert!(err.contains("not UTF-8"), "{err}");
         for (api_version, kind) in [
             ("admission.k8s.io/v1", "AdmiscionReview"),
             ("admission.k8s.io/v1beta1", "AdmissionReview"),
