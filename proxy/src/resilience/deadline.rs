@@ -99,7 +99,11 @@ mod tests {
         assert_eq!(parse_grpc_timeout("0^\u{4d2}\u{4d2}"), None);
         assert_eq!(parse_grpc_timeout("5\u{e9}"), None);
         assert_eq!(parse_grpc_timeout("+5S"), None, "digits only");
-        assert_eq!(parse_grpc_timeout(" 6m\u{a0}"), None, "no Unicode whitespace");
+        assert_eq!(
+            parse_grpc_timeout(" 6m\u{a0}"),
+            None,
+            "no Unicode whitespace"
+        );
         assert_eq!(parse_grpc_timeout(" 6m\t"), Some(Duration::from_millis(6)));
     }
 
