@@ -28,7 +28,7 @@ const READ_SIZE: usize = 1024;
 
 /// What a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Detected {
+pub enum Detected {
     Http1,
     Http2,
     /// Neither: bytes that open no HTTP request, or a close before a decision.
@@ -96,13 +96,13 @@ fn classify(buf: &[u8]) -> Option<Detected> {
 }
 
 /// A stream with bytes already read from it put back in front.
-pub(crate) struct Prefixed<I> {
+pub struct Prefixed<I> {
     prefix: Bytes,
     io: I,
 }
 
 impl<I> Prefixed<I> {
-    pub(crate) fn new(prefix: Bytes, io: I) -> Self {
+    pub fn new(prefix: Bytes, io: I) -> Self {
         Prefixed { prefix, io }
     }
 }

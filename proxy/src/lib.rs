@@ -12,6 +12,9 @@ pub mod config;
 mod control;
 mod detect;
 mod error;
+// The fuzz targets' entry points (fuzz/): not API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc_status;
 mod hardening;
 mod health;

@@ -6,7 +6,7 @@
 mod backends;
 mod dial;
 mod endpoint;
-mod request;
+pub(crate) mod request;
 mod stack;
 mod target;
 mod targets;
@@ -287,7 +287,7 @@ fn fallback_response(fallback: &outrigger_api::Fallback) -> Response<ProxyBody> 
 }
 
 /// The authority a request is for: the URI's (absolute form, HTTP/2) or the Host header.
-fn authority_of(req: &Request<Incoming>) -> Option<Authority> {
+pub(crate) fn authority_of<B>(req: &Request<B>) -> Option<Authority> {
     if let Some(authority) = req.uri().authority() {
         return Some(authority.clone());
     }

@@ -56,6 +56,9 @@ pub fn format_duration(duration: Duration) -> String {
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        // A count of milliseconds past u64::MAX (585 million years) is more than the
+        // parser reads: seconds, then the rest.
+        ms if ms > u128::from(u64::MAX) => format!("{}s{}ms", ms / 1_000, ms % 1_000),
         ms => format!("{ms}ms"),
     }
 }
@@ -132,7 +135,31 @@ impl schemars::JsonSchema for HumanDuration {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every value the control plane may hold is written so that the proxy reads
+        /// it back the same (the watch stream carries policies' durations as text).
+        #[test]
+        fn format_then_parse_is_the_same_value(secs in any::<u64>(), ms in 0u64..1000) {
+            let duration = Duration::from_secs(secs) + Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+            let small = Duration::from_millis(secs % 100_000_000);
+            prop_assert_eq!(parse_duration(&format_duration(small)), Ok(small));
+        }
+
+        /// What a user wrote, once read, reads the same after being written out.
+        #[test]
+        fn parse_format_parse_agrees(text in "([0-9]{1,21}(ms|s|m|h)){1,3}") {
+            if let Ok(duration) = parse_duration(&text) {
+                prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+            }
+        }
+    }
 
     #[test]
     fn parses_units_and_compounds() {
@@ -157,6 +184,15 @@ mod tests {
         );
         assert!(serde_json::from_str::<HumanDuration>("25").is_err());
         assert!(serde_json::from_str::<HumanDuration>("\"-1s\"").is_err());
+    }
+
+    /// Found by the property test above: past u64::MAX milliseconds, the value was
+    /// written as a count of milliseconds, which the parser refuses.
+    #[test]
+    fn the_longest_durations_are_written_readably() {
+        let longest = Duration::from_secs(u64::MAX) + Duration::from_millis(999);
+        assert_eq!(format_duration(longest), "18446744073709551615s999ms");
+        assert_eq!(parse_duration(&format_duration(longest)), Ok(longest));
     }
 
     #[test]

@@ -183,6 +183,9 @@ pub struct ProxyStatus {
 }
 
 #[cfg(test)]
+mod round_trips;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -15,12 +15,29 @@ use tracing::{info, warn};
 use super::InjectConfig;
 use super::pod::{Outcome, inject_pod};
 
+/// The only review the webhook speaks (the API server sends v1 since Kubernetes 1.16).
+const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+const REVIEW_KIND: &str = "AdmissionReview";
+
 /// Answers one review, as the JSON to send back. Only a body that is not an
 /// AdmissionReview is an error (the caller answers 400); a pod that cannot be injected
 /// gets a response saying so.
 pub fn review(body: &[u8], config: &InjectConfig) -> Result<Value, String> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+    // serde_json skips the fields it does not read without checking their UTF-8: a body
+    // that is not JSON at all would otherwise be answered.
+    let body = std::str::from_utf8(body)
+        .map_err(|e| format!("body is not an AdmissionReview v1: not UTF-8: {e}"))?;
+    let review: AdmissionReview<DynamicObject> = serde_json::from_str(body)
         .map_err(|e| format!("body is not an AdmissionReview v1: {e}"))?;
+    // serde reads any `kind` and `apiVersion`, and the answer repeats them: check them,
+    // so that what goes back is an AdmissionReview v1 the API server reads.
+    let types = &review.types;
+    if (types.api_version.as_str(), types.kind.as_str()) != (REVIEW_API_VERSION, REVIEW_KIND) {
+        return Err(format!(
+            "body is not an AdmissionReview v1: apiVersion {:?}, kind {:?} (expected {REVIEW_API_VERSION:?}, {REVIEW_KIND:?})",
+            types.api_version, types.kind
+        ));
+    }
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|e| format!("AdmissionReview without a request: {e}"))?;
@@ -158,4 +175,60 @@ pub fn patched_pod(request: &Value, response: &Value) -> Result<Value, String> {
         json_patch::patch(&mut pod, &patch).map_err(|e| e.to_string())?;
     }
     Ok(pod)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn review_of(api_version: &str, kind: &str) -> Vec<u8> {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+        });
+        let review = json!({
+            "apiVersion": api_version, "kind": kind,
+            "request": {
+                "uid": "b7c2", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop", "operation": "CREATE",
+                "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+                "object": pod
+            }
+        });
+        serde_json::to_vec(&review).expect("encodes")
+    }
+
+    /// Found by the `admission_review` fuzz target: any `kind` and `apiVersion` were
+    /// read, and repeated in the answer, which the API server would not read.
+    #[test]
+    fn only_an_admission_review_v1_is_answered() {
+        let config = InjectConfig::default();
+        let answer = review(
+            &review_of("admission.k8s.io/v1", "AdmissionReview"),
+            &config,
+        )
+        .expect("answered");
+        assert_eq!(answer["kind"], "AdmissionReview");
+        assert_eq!(answer["response"]["uid"], "b7c2");
+        assert!(answer["response"]["patch"].is_string(), "{answer}");
+        // Found by the fuzz target too: a key of the pod that is not UTF-8.
+        let body = review_of("admission.k8s.io/v1", "AdmissionReview");
+        let at = body.windows(4).position(|w| w == b"spec").expect("a spec");
+        let mut bad_utf8 = body.clone();
+        bad_utf8[at + 1..at + 3].copy_from_slice(b"\x8b\x8c");
+        let err = review(&bad_utf8, &config).unwrap_err();
+        assert!(err.contains("not UTF-8"), "{err}");
+        for (api_version, kind) in [
+            ("admission.k8s.io/v1", "AdmiscionReview"),
+            ("admission.k8s.io/v1beta1", "AdmissionReview"),
+            ("", ""),
+        ] {
+            let err = review(&review_of(api_version, kind), &config).unwrap_err();
+            assert!(err.contains("not an AdmissionReview v1"), "{err}");
+        }
+    }
 }

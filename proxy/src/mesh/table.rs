@@ -314,9 +314,12 @@ impl MeshTable {
     }
 
     fn lookup_lowercase(&self, host: &str) -> Option<&Arc<ServiceEntry>> {
+        // A suffix goes only after `name.namespace`: in `orders.svc`, `svc` is the
+        // namespace, and stripping it would send the call to another `orders`.
         let host = CLUSTER_SUFFIXES
             .iter()
             .find_map(|suffix| host.strip_suffix(suffix))
+            .filter(|rest| rest.contains('.'))
             .unwrap_or(host);
         if host.contains('.') {
             self.services.get(host).map(|e| &e.0)
@@ -375,6 +378,20 @@ mod tests {
         }
         assert!(table.lookup("payments.other").is_none());
         assert!(table.lookup("orders").is_none());
+    }
+
+    /// Found by the `authority` fuzz target: `orders.svc` was read as the bare name
+    /// `orders`, so it reached `orders` of another namespace.
+    #[test]
+    fn a_namespace_named_svc_is_a_namespace() {
+        let views = [view("orders", "shop"), view("orders", "svc")];
+        let table = MeshTable::from_views(&views, Some("shop"));
+        assert_eq!(table.lookup("orders.svc").unwrap().namespace(), "svc");
+        assert_eq!(table.lookup("orders.svc.svc").unwrap().namespace(), "svc");
+        assert_eq!(table.lookup("orders").unwrap().namespace(), "shop");
+        let shop_only = MeshTable::from_views(&views[..1], Some("shop"));
+        assert!(shop_only.lookup("orders.svc").is_none());
+        assert!(shop_only.lookup("orders.svc.cluster.local").is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::error::{ErrorCode, ProxyError};
 use crate::{CLIENT_ID_HEADER, ORIG_PROTO_HEADER};
 
 /// Rewrites the head in place for the HTTP/2 hop between sidecars.
-pub(super) fn prepare(parts: &mut Parts, authority: Authority) -> Result<(), ProxyError> {
+pub(crate) fn prepare(parts: &mut Parts, authority: Authority) -> Result<(), ProxyError> {
     let mut uri = std::mem::take(&mut parts.uri).into_parts();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(authority);

@@ -42,11 +42,18 @@ pub(crate) fn set_budget(headers: &mut HeaderMap, remaining: Duration) {
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
 pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
+    // HTTP's optional whitespace is spaces and tabs, not Unicode's.
+    let value = value.trim_ascii();
     if value.len() < 2 || value.len() > 9 {
         return None;
     }
-    let (digits, unit) = value.split_at(value.len() - 1);
+    // The unit is one ASCII letter: a value ending in another character is refused here,
+    // not split inside it (the header is ASCII, but this function cannot know that).
+    let (digits, unit) = value.split_at_checked(value.len() - 1)?;
+    // `u64::from_str` would also take a sign ("+5S"); gRPC allows digits only.
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.checked_mul(3600)?),
@@ -83,6 +90,21 @@ mod tests {
         assert_eq!(parse_grpc_timeout("123456789S"), None, "at most 8 digits");
         assert_eq!(parse_grpc_timeout("10x"), None);
         assert_eq!(parse_grpc_timeout("m"), None);
+    }
+
+    /// Found by the `durations` fuzz target: a value ending in a multi-byte character
+    /// was split inside it, which panicked.
+    #[test]
+    fn grpc_timeout_refuses_non_ascii_and_signs() {
+        assert_eq!(parse_grpc_timeout("0^\u{4d2}\u{4d2}"), None);
+        assert_eq!(parse_grpc_timeout("5\u{e9}"), None);
+        assert_eq!(parse_grpc_timeout("+5S"), None, "digits only");
+        assert_eq!(
+            parse_grpc_timeout(" 6m\u{a0}"),
+            None,
+            "no Unicode whitespace"
+        );
+        assert_eq!(parse_grpc_timeout(" 6m\t"), Some(Duration::from_millis(6)));
     }
 
     #[test]
