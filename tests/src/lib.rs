@@ -6,6 +6,7 @@ pub mod app_process;
 pub mod apps;
 pub mod browser;
 pub mod ca_rotation;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod cluster;
