@@ -13,7 +13,7 @@ mod stage;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::open_loop::OpenLoop;
+use crate::open_loop::{Load, OpenLoop};
 use crate::process::START_LIMIT;
 
 pub use phase::{Findings, Phase};
@@ -104,12 +104,14 @@ pub async fn run(settings: &Settings, phases: &[Phase]) -> Vec<PhaseReport> {
 
 async fn run_phase(settings: &Settings, phase: Phase) -> PhaseReport {
     let mut stage = Stage::start(&phase.cert_ttl(settings), phase.traffic_policy()).await;
-    let load = OpenLoop::start(
-        stage.target(),
-        settings.rate,
-        settings.client_timeout,
-        "warm-up",
-    );
+    // Connections unbounded: a request held by a hung instance must not hold up the
+    // ones due after it.
+    let load = Load {
+        rate: settings.rate,
+        timeout: settings.client_timeout,
+        connections: None,
+    };
+    let load = OpenLoop::start(stage.target(), &load, "warm-up");
     tokio::time::sleep(settings.warm_up).await;
     load.begin("fault");
     let mut findings = phase.inject(&mut stage, settings).await;

@@ -1,9 +1,10 @@
-//! A constant, open-loop load of GETs: request `i` leaves at `start + i / rate` whatever
-//! became of the ones before it, each on an idle kept-alive connection or, when none is
-//! idle, a new one. A hung upstream therefore delays only the requests it holds, never
-//! the schedule, and the load the mesh sees stays the same during a fault. Each request
-//! is counted in the period ([`OpenLoop::begin`]) it was due in; its latency runs from
-//! that due time.
+//! A constant, open-loop load of GETs: request `i` is due at `start + i / rate` whatever
+//! became of the ones before it, and goes out on an idle kept-alive connection or, when
+//! none is idle, a new one. Unbounded, a hung upstream delays only the requests it holds,
+//! never the schedule, so the load the mesh sees stays the same during a fault. With a
+//! cap on connections (a soak wants a steady count of them), a request waits for a free
+//! one. Each request is counted in the period ([`OpenLoop::begin`]) it was due in; its
+//! latency runs from that due time, waits included.
 
 mod get;
 mod tally;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -28,6 +30,17 @@ pub struct Target {
     pub path: String,
 }
 
+/// How hard, and how the load treats the mesh.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// Requests a second.
+    pub rate: u64,
+    /// A request with no whole answer after this counts as a client timeout.
+    pub timeout: Duration,
+    /// At most this many connections at once; `None`: a new one whenever none is idle.
+    pub connections: Option<usize>,
+}
+
 /// A running load; [`OpenLoop::stop`] ends it and returns its tallies.
 pub struct OpenLoop {
     shared: Arc<Shared>,
@@ -39,6 +52,8 @@ struct Shared {
     /// One per period; requests count in the last one at their due time.
     tallies: Mutex<Vec<Tally>>,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per connection allowed, when they are capped.
+    connections: Option<Arc<Semaphore>>,
 }
 
 impl Shared {
@@ -48,21 +63,21 @@ impl Shared {
 }
 
 impl OpenLoop {
-    /// Starts `rate` requests a second to `target`, counting them in a first period
-    /// called `label`. A request with no whole answer after `timeout` counts as a
-    /// client timeout.
-    pub fn start(target: Target, rate: u64, timeout: Duration, label: &str) -> OpenLoop {
-        assert!(rate > 0, "a rate of at least one request a second");
+    /// Starts `load` to `target`, counting its requests in a first period called
+    /// `label`.
+    pub fn start(target: Target, load: &Load, label: &str) -> OpenLoop {
+        assert!(load.rate > 0, "a rate of at least one request a second");
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             tallies: Mutex::new(vec![Tally::new(label)]),
             idle: Mutex::new(Vec::new()),
+            connections: load.connections.map(|n| Arc::new(Semaphore::new(n.max(1)))),
         });
         let driver = tokio::spawn(drive(
             shared.clone(),
             target,
-            Duration::from_secs_f64(1.0 / rate as f64),
-            timeout,
+            Duration::from_secs_f64(1.0 / load.rate as f64),
+            load.timeout,
         ));
         OpenLoop { shared, driver }
     }
@@ -109,7 +124,15 @@ async fn drive(shared: Arc<Shared>, target: Target, interval: Duration, timeout:
 }
 
 async fn one(shared: Arc<Shared>, target: Target, due: Instant, period: usize, limit: Duration) {
-    let outcome = tokio::time::timeout(limit, send(&shared, &target))
+    let sent = async {
+        // Held until the answer is read: the connection is busy until then.
+        let _permit = match &shared.connections {
+            Some(permits) => Some(permits.acquire().await.expect("never closed")),
+            None => None,
+        };
+        send(&shared, &target).await
+    };
+    let outcome = tokio::time::timeout(limit, sent)
         .await
         .unwrap_or(Outcome::TimedOut);
     let latency = due.elapsed();
