@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::open_loop::{Load, OpenLoop};
-use crate::process::START_LIMIT;
 
 pub use phase::{Findings, Phase};
 pub use report::{CallerCounters, PhaseReport, markdown};
@@ -139,8 +138,7 @@ async fn recover(stage: &Stage, settings: &Settings) -> Option<Duration> {
         return None;
     }
     let started = tokio::time::Instant::now();
-    let limit = settings.recovery.min(START_LIMIT * 10);
-    while started.elapsed() < limit {
+    while started.elapsed() < settings.recovery {
         if stage.all_circuits_closed().await {
             let closed_after = started.elapsed();
             // A little more load with the instance back, so that its share is measured too.

@@ -41,6 +41,13 @@ pub struct Load {
     pub connections: Option<usize>,
 }
 
+/// A connection idle this long is closed rather than reused. A server may close an idle
+/// connection just as a request leaves on it, and the request is then lost to the
+/// client; clients avoid that race by letting idle connections go well before the
+/// server's idle or header-read timeout would (hyper's default, which the sidecars use,
+/// is 30 s; issue 12's hardening brings it to 10 s).
+const IDLE_LIMIT: Duration = Duration::from_secs(2);
+
 /// A running load; [`OpenLoop::stop`] ends it and returns its tallies.
 pub struct OpenLoop {
     shared: Arc<Shared>,
@@ -51,7 +58,8 @@ struct Shared {
     stop: AtomicBool,
     /// One per period; requests count in the last one at their due time.
     tallies: Mutex<Vec<Tally>>,
-    idle: Mutex<Vec<Connection>>,
+    /// Kept-alive connections and when each went idle, the freshest last.
+    idle: Mutex<Vec<(Connection, Instant)>>,
     /// One permit per connection allowed, when they are capped.
     connections: Option<Arc<Semaphore>>,
 }
@@ -59,6 +67,14 @@ struct Shared {
 impl Shared {
     fn period(&self) -> usize {
         self.tallies.lock().expect("tallies lock").len() - 1
+    }
+
+    /// The freshest idle connection, if one has not been idle too long; the stale ones
+    /// are closed.
+    fn take_idle(&self) -> Option<Connection> {
+        let mut idle = self.idle.lock().expect("idle lock");
+        idle.retain(|(_, since)| since.elapsed() < IDLE_LIMIT);
+        idle.pop().map(|(connection, _)| connection)
     }
 }
 
@@ -147,7 +163,7 @@ async fn send(shared: &Shared, target: &Target) -> Outcome {
     // that closes before the request leaves is a failure of the target.
     for attempt in 0..3 {
         let idle = match attempt {
-            0 => shared.idle.lock().expect("idle lock").pop(),
+            0 => shared.take_idle(),
             _ => None,
         };
         let mut connection = match idle {
@@ -161,7 +177,8 @@ async fn send(shared: &Shared, target: &Target) -> Outcome {
             Sent::NotSent => continue,
             Sent::Done(outcome) => {
                 if matches!(outcome, Outcome::Answered { .. }) && !connection.is_closed() {
-                    shared.idle.lock().expect("idle lock").push(connection);
+                    let idle = (connection, Instant::now());
+                    shared.idle.lock().expect("idle lock").push(idle);
                 }
                 return outcome;
             }

@@ -11,7 +11,8 @@
 //! mutual TLS between them, the control plane running; 8 kept-alive connections carry the
 //! load, open loop. Every 10 s it records each sidecar's RSS, open file descriptors,
 //! threads and tokio tasks (`outrigger_runtime_alive_tasks`), and the requests of those
-//! 10 s. After the warm-up every sample must stay within 10% of the first one after it.
+//! 10 s. After the warm-up, each quantity's level (the median of a minute's samples) must
+//! stay within 10% of the first minute's.
 //! Progress goes to stderr; the Markdown summary to stdout. Exits 1 if a quantity drifted
 //! or a request failed.
 
@@ -152,14 +153,15 @@ async fn main() -> ExitCode {
         all.absorb(period);
     }
     let after: Vec<_> = rows.iter().skip(warm_up).collect();
+    let per_minute = (60 / args.every.as_secs()).max(1) as usize;
     let series: Vec<Series> = Quantity::ALL
         .iter()
         .flat_map(|q| {
             let client: Vec<Sample> = after.iter().map(|r| r.1).collect();
             let server: Vec<Sample> = after.iter().map(|r| r.2).collect();
             [
-                Series::of("client", *q, &client),
-                Series::of("server", *q, &server),
+                Series::of("client", *q, &client, per_minute),
+                Series::of("server", *q, &server, per_minute),
             ]
         })
         .flatten()
@@ -189,20 +191,24 @@ fn report(args: &Args, all: &Tally, series: &[Series], rows: &[(u64, Sample, Sam
         all.max_ms(),
     );
     out.push_str(&format!(
-        "| sidecar | quantity | at warm-up end | min | max | last | largest departure | flat (≤ {:.0}%) |\n|---|---|---:|---:|---:|---:|---:|---|\n",
+        "Levels are medians of a minute's samples, after the warm-up.\n\n\
+         | sidecar | quantity | first level | lowest | highest | last | largest departure | flat (≤ {:.0}%) | single samples |\n\
+         |---|---|---:|---:|---:|---:|---:|---|---|\n",
         TOLERANCE * 100.0
     ));
     for s in series {
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1}% | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1}% | {} | {:.1}–{:.1} |\n",
             s.sidecar,
             s.quantity.name(),
             s.reference,
-            s.min,
-            s.max,
+            s.low,
+            s.high,
             s.last,
             s.deviation() * 100.0,
-            if s.flat() { "yes" } else { "**no**" }
+            if s.flat() { "yes" } else { "**no**" },
+            s.sample_min,
+            s.sample_max,
         ));
     }
     // The series itself, thinned to about a dozen rows.
