@@ -65,6 +65,7 @@ impl Admin {
             "/metrics" => {
                 let circuits = crate::circuits_view::registry(&self.targets.built());
                 let tracing = self.trace_counters.registry();
+                self.metrics.sample_runtime();
                 let openmetrics = self.metrics.encode(&[&circuits, &tracing]);
                 let accept = req
                     .headers()

@@ -66,6 +66,8 @@ pub(crate) struct ProxyMetrics {
     pub detect_timeouts: Counter,
     /// Redirected connections to a destination outside the mesh, passed through.
     pub egress_connections: Counter,
+    /// Tasks alive in the proxy's runtime, read at each scrape ([`Self::sample_runtime`]).
+    alive_tasks: Gauge,
 }
 
 impl ProxyMetrics {
@@ -79,6 +81,7 @@ impl ProxyMetrics {
             .get_or_create_owned(&result("error"));
         let (detect_timeouts, egress_connections) = (Counter::default(), Counter::default());
         let (certificate_expiry, config_version) = (Gauge::default(), Gauge::default());
+        let alive_tasks = Gauge::default();
         registry.register(
             "protocol_detect_timeouts",
             "Connections treated as opaque TCP because detection timed out",
@@ -99,6 +102,11 @@ impl ProxyMetrics {
             "Version of the configuration applied",
             config_version.clone(),
         );
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive in the proxy's runtime: connections, streams and background loops",
+            alive_tasks.clone(),
+        );
         Arc::new(ProxyMetrics {
             registry,
             shared: Arc::new(Shared {
@@ -111,6 +119,7 @@ impl ProxyMetrics {
             config_version,
             detect_timeouts,
             egress_connections,
+            alive_tasks,
         })
     }
 
@@ -121,6 +130,17 @@ impl ProxyMetrics {
             .families
             .http_refusals
             .get_or_create_owned(&labels)
+    }
+
+    /// Reads the runtime's task count into its gauge: called at each scrape, so that a
+    /// leak of tasks (one per connection or stream that never ends) shows on the page at
+    /// the cost of one atomic load, and nothing on the request path.
+    pub(crate) fn sample_runtime(&self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.alive_tasks
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
     }
 
     /// The handle for (direction, service), made if no one holds one. Called when
@@ -429,6 +449,25 @@ mod tests {
 
     fn page(registry: &ProxyMetrics) -> String {
         registry.encode(&[])
+    }
+
+    #[tokio::test]
+    async fn the_page_counts_the_runtime_s_live_tasks() {
+        let registry = ProxyMetrics::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let waiting = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        registry.sample_runtime();
+        assert!(
+            page(&registry).contains("outrigger_runtime_alive_tasks 1\n"),
+            "{}",
+            page(&registry)
+        );
+        let _ = tx.send(());
+        waiting.await.expect("the task ends");
+        registry.sample_runtime();
+        assert!(page(&registry).contains("outrigger_runtime_alive_tasks 0\n"));
     }
 
     #[test]

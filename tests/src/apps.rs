@@ -43,8 +43,15 @@ pub struct EchoApp {
 }
 
 impl EchoApp {
+    /// Starts on a free loopback port.
     pub async fn start(name: &str) -> Arc<EchoApp> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        EchoApp::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`: an app restarted after a crash comes back where its sidecar
+    /// looks for it.
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Arc<EchoApp> {
+        let listener = TcpListener::bind(addr).await.expect("bind app");
         let app = Arc::new(EchoApp {
             addr: listener.local_addr().expect("app addr"),
             name: name.to_string(),

@@ -2,8 +2,11 @@
 //! binaries as child processes), tiny apps behind the sidecars, and real clients, among
 //! them a sidecar's view of the control plane's API (certificates, watch, register).
 
+pub mod app_process;
 pub mod apps;
 pub mod browser;
+pub mod ca_rotation;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod cluster;
@@ -15,8 +18,10 @@ pub mod fixtures;
 pub mod load;
 pub mod mesh;
 pub mod netns;
+pub mod open_loop;
 pub mod otlp_receiver;
 pub mod process;
+pub mod procstat;
 pub mod raw_api;
 pub mod relay;
 pub mod sidecar;
@@ -24,6 +29,7 @@ pub mod stats;
 pub mod traffic;
 pub mod watch;
 
+pub use app_process::AppProcess;
 pub use apps::EchoApp;
 pub use browser::Browser;
 pub use cli::{path, stderr, stdout, the_error_line};

@@ -116,6 +116,16 @@ impl Process {
         assert!(status.success(), "kill -TERM {}", self.name);
     }
 
+    /// Sends `signal` ("STOP", "CONT", ...) without waiting for its effect: SIGSTOP makes
+    /// the process hang as a wedged one would, SIGCONT lets it go on.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
     /// Kills at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

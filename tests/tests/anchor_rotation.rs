@@ -5,53 +5,10 @@
 
 use outrigger_certs::unix_now;
 use outrigger_tests::{
-    EchoApp, Mesh, START_LIMIT, Sidecar, Traffic, eventually, free_port, get_h1, loopback, run,
+    EchoApp, Mesh, START_LIMIT, Traffic, eventually, free_port, get_h1, loopback,
 };
 
 const TTL_SECS: i64 = 4;
-const EXPIRY: &str = "outrigger_certificate_expiry_timestamp_seconds";
-
-/// Runs `outrigger ca rotate <step>`; the step must succeed.
-fn rotate(mesh: &Mesh, step: &[&str]) {
-    let data = mesh.data_dir();
-    let mut args = vec!["ca", "rotate"];
-    args.extend_from_slice(step);
-    args.extend_from_slice(&["--data-dir", data.to_str().expect("utf-8 path")]);
-    let out = run("outrigger", &args);
-    assert!(
-        out.status.success(),
-        "ca rotate {step:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Waits until every connected sidecar has applied a version newer than `after`;
-/// returns the version served then.
-async fn converged_past(mesh: &Mesh, after: u64) -> u64 {
-    eventually(
-        "the sidecars apply the new bundle",
-        START_LIMIT,
-        || async move {
-            let status = mesh.status().await;
-            status["version"].as_u64().expect("a version") > after && status["converged"] == true
-        },
-    )
-    .await;
-    mesh.status().await["version"].as_u64().expect("a version")
-}
-
-/// Waits until `sidecar` holds a certificate issued at least `margin` after `since`.
-async fn renewed_after(sidecar: &Sidecar, since: i64, margin: i64) {
-    eventually(
-        "a certificate from the new issuer",
-        START_LIMIT,
-        || async move {
-            let expiry = sidecar.metric(EXPIRY).await.unwrap_or(0.0) as i64;
-            expiry >= since + TTL_SECS + margin
-        },
-    )
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_anchor_rotates_under_traffic_with_no_failed_request() {
@@ -67,29 +24,33 @@ async fn the_anchor_rotates_under_traffic_with_no_failed_request() {
         .sidecar("payments", "shop/payments", Some(app.addr), port)
         .await;
     let traffic = Traffic::start(orders.outbound, "payments.shop", 200_000);
-    let before = mesh.status().await["version"].as_u64().expect("a version");
+    let before = mesh.config_version().await;
 
     // 1. Both anchors are trusted everywhere before anything is signed by the new one.
-    rotate(&mesh, &["start"]);
-    let both = converged_past(&mesh, before).await;
+    mesh.rotate_anchor(&["start"]);
+    let both = mesh.converged_past(before).await;
 
     // 2. Everything new is signed under the new anchor; the sidecars renew into it. The
     //    control plane applies the step within a second: certificates issued two seconds
     //    later are surely the new issuer's.
-    rotate(&mesh, &["issuer"]);
+    mesh.rotate_anchor(&["issuer"]);
     let issuer_at = unix_now();
-    renewed_after(&orders, issuer_at, 2).await;
-    renewed_after(&payments, issuer_at, 2).await;
+    orders
+        .wait_certificate_until(issuer_at + TTL_SECS + 2)
+        .await;
+    payments
+        .wait_certificate_until(issuer_at + TTL_SECS + 2)
+        .await;
     println!(
-        "issuer step at {issuer_at}; certificates now expire at {:?} and {:?}",
-        orders.metric(EXPIRY).await,
-        payments.metric(EXPIRY).await
+        "issuer step at {issuer_at}; certificates now expire at {} and {}",
+        orders.certificate_expiry().await,
+        payments.certificate_expiry().await
     );
 
     // 3. The old anchor goes. (`--force`: the command's own wait is --cert-ttl plus a
     //    minute, and this test's certificates have all been renewed, as checked above.)
-    rotate(&mesh, &["finish", "--force"]);
-    converged_past(&mesh, both).await;
+    mesh.rotate_anchor(&["finish", "--force"]);
+    mesh.converged_past(both).await;
     let sent_before_check = traffic.sent();
     eventually(
         "traffic goes on after the rotation",

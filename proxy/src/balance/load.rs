@@ -2,7 +2,9 @@
 //! estimate of its round-trip time (Finagle's and linkerd's "peak EWMA"). The estimate
 //! jumps up to a slower sample at once and decays towards faster ones with a time
 //! constant of [`DECAY`], so an endpoint that turns slow is avoided at once and one that
-//! recovers wins its traffic back gradually.
+//! recovers wins its traffic back gradually. An endpoint that holds requests without
+//! answering any (a hung process) is priced at least by how long it has done so: its
+//! estimate alone would decay while it answers nothing, and win it requests back.
 //!
 //! Everything is atomics: the balancer reads two endpoints' loads on every pick, and
 //! responses from many connections update them concurrently. The estimate (`f64` bits) and
@@ -13,7 +15,9 @@
 //! never both count the same interval, and fold their sample in with a CAS loop, so none
 //! is lost.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Release,
+};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -35,6 +39,8 @@ pub(crate) struct Load {
     /// Whether a real sample has replaced [`DEFAULT_RTT`].
     sampled: AtomicBool,
     in_flight: AtomicU32,
+    /// When requests were last taken on with none in flight, in nanoseconds since `epoch`.
+    busy_since: AtomicU64,
 }
 
 impl Load {
@@ -46,6 +52,7 @@ impl Load {
             stamp: AtomicU64::new(0),
             sampled: AtomicBool::new(false),
             in_flight: AtomicU32::new(0),
+            busy_since: AtomicU64::new(0),
         }
     }
 
@@ -72,12 +79,25 @@ impl Load {
         if in_flight == 0 && !self.sampled.load(Acquire) {
             return 0.0;
         }
-        self.estimate(now) * f64::from(in_flight.saturating_add(1))
+        let mut estimate = self.estimate(now);
+        if in_flight > 0 {
+            // Busy, and no answer, since the later of these two: a request has waited
+            // that long, so the endpoint is at least that slow however far its estimate
+            // has decayed. On an endpoint that answers, this is next to nothing.
+            let since = self.busy_since.load(Acquire).max(self.stamp.load(Acquire));
+            let waited = self.since_epoch(now).saturating_sub(since) as f64;
+            estimate = estimate.max(waited);
+        }
+        estimate * f64::from(in_flight.saturating_add(1))
     }
 
     /// Counts a request as in flight until the returned guard is finished or dropped.
     pub(crate) fn start(&self, now: Instant) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, AcqRel);
+        if self.in_flight.fetch_add(1, AcqRel) == 0 {
+            // A race with the last request leaving can misdate a busy spell by that
+            // request's length: one pick misjudged, as with the estimate.
+            self.busy_since.store(self.since_epoch(now), Release);
+        }
         InFlight {
             load: self,
             sent: now,
@@ -256,6 +276,34 @@ mod tests {
         request.dispatched(t0 + ms(40));
         request.finish(true, t0 + ms(42));
         assert!((load.estimate(t0 + ms(42)) - 2.0 * MS).abs() < 1.0);
+    }
+
+    #[test]
+    fn a_request_that_never_answers_prices_the_endpoint_by_how_long_it_has_waited() {
+        let t0 = Instant::now();
+        let (hung, healthy) = (Load::new(t0), Load::new(t0));
+        sample(&hung, t0, ms(2));
+        sample(&healthy, t0, ms(2));
+        let _held = hung.start(t0 + ms(10));
+        // 30 s on: the healthy endpoint answered all along, the hung one held its request.
+        let mut at = t0 + ms(10);
+        for _ in 0..300 {
+            at += ms(100);
+            sample(&healthy, at, ms(2));
+        }
+        assert!(
+            hung.estimate(at) < 0.2 * MS,
+            "the estimate alone has decayed"
+        );
+        let cost = hung.cost(at);
+        assert!(cost >= 2.0 * 29_000.0 * MS, "priced by the wait: {cost}");
+        assert!(healthy.cost(at) < 3.0 * MS);
+        // An endpoint busy and answering is priced by its estimate, as before.
+        let answering = Load::new(t0);
+        let _long = answering.start(t0);
+        sample(&answering, t0 + ms(990), ms(10));
+        let cost = answering.cost(t0 + ms(1000));
+        assert!(cost < 2.0 * 20.0 * MS, "{cost}");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 use http::{HeaderMap, Method, StatusCode};
 use outrigger_api::RetryCondition;
 
+use crate::error::ErrorCode;
+
 /// How one try ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TryOutcome {
@@ -17,6 +19,12 @@ pub(crate) enum TryOutcome {
     ConnectFailure,
     /// The connection or stream broke after the request was sent.
     Reset,
+    /// The peer sidecar answered 502 `connect-failed`: it could not connect to its app,
+    /// so the request reached no app, as after a connect failure of our own.
+    PeerConnectFailure,
+    /// The peer sidecar answered 502 `upstream-reset`: its app's connection broke after
+    /// the request was sent, as in a reset of our own.
+    PeerReset,
     /// The peer refused the stream before processing it (HTTP/2 REFUSED_STREAM).
     RefusedStream,
     /// The per-try timeout passed.
@@ -25,22 +33,8 @@ pub(crate) enum TryOutcome {
 
 impl TryOutcome {
     /// How a response ended: a trailers-only gRPC response by its `grpc-status`,
-    /// anything else by its HTTP status. A peer sidecar's 502 that says its app could
-    /// not be reached, or broke off, is the failure it reports: the same as if this
-    /// sidecar had met it, so that `connect-failure` and `reset` cover an instance whose
-    /// app died while its sidecar lives.
+    /// anything else by its HTTP status.
     pub(crate) fn of_response<B>(response: &http::Response<B>) -> TryOutcome {
-        if response.status() == StatusCode::BAD_GATEWAY {
-            match response
-                .headers()
-                .get(crate::ERROR_HEADER)
-                .map(|v| v.as_bytes())
-            {
-                Some(b"connect-failed") => return TryOutcome::ConnectFailure,
-                Some(b"upstream-reset") => return TryOutcome::Reset,
-                _ => {}
-            }
-        }
         let grpc = response
             .headers()
             .get("grpc-status")
@@ -48,8 +42,36 @@ impl TryOutcome {
             .and_then(|v| v.parse::<u16>().ok());
         match grpc {
             Some(code) if response.status() == StatusCode::OK => TryOutcome::Grpc(code),
-            _ => TryOutcome::Status(response.status()),
+            _ => peer_failure(response).unwrap_or(TryOutcome::Status(response.status())),
         }
+    }
+
+    /// The HTTP status the try ended with, if it got an answer.
+    fn status(self) -> Option<StatusCode> {
+        match self {
+            TryOutcome::Status(status) => Some(status),
+            TryOutcome::PeerConnectFailure | TryOutcome::PeerReset => Some(StatusCode::BAD_GATEWAY),
+            _ => None,
+        }
+    }
+}
+
+/// What a 502 made by the peer sidecar says about the hop to its app. The peer names its
+/// failure in `outrigger-error`; an app's own 502 has no such header and stays a status.
+fn peer_failure<B>(response: &http::Response<B>) -> Option<TryOutcome> {
+    if response.status() != StatusCode::BAD_GATEWAY {
+        return None;
+    }
+    let code = response
+        .headers()
+        .get(crate::error::ERROR_HEADER)?
+        .as_bytes();
+    if code == ErrorCode::ConnectFailed.as_str().as_bytes() {
+        Some(TryOutcome::PeerConnectFailure)
+    } else if code == ErrorCode::UpstreamReset.as_str().as_bytes() {
+        Some(TryOutcome::PeerReset)
+    } else {
+        None
     }
 }
 
@@ -57,15 +79,18 @@ impl TryOutcome {
 fn matches(condition: RetryCondition, outcome: TryOutcome) -> bool {
     use RetryCondition as C;
     use TryOutcome as O;
+    // The peer's failures are 502s to the status conditions, and to the transport ones
+    // what the same failure would be on our own connection.
+    let status = outcome.status();
     match (condition, outcome) {
-        (C::ConnectFailure, O::ConnectFailure) => true,
-        (C::Reset, O::Reset) => true,
+        (C::ConnectFailure, O::ConnectFailure | O::PeerConnectFailure) => true,
+        (C::Reset, O::Reset | O::PeerReset) => true,
         (C::RefusedStream, O::RefusedStream) => true,
-        (C::GatewayError, O::Status(s)) => matches!(s.as_u16(), 502..=504),
         (C::GatewayError | C::ServerError, O::Timeout) => true,
-        (C::ServerError, O::Status(s)) => s.is_server_error(),
-        (C::Retriable4xx, O::Status(s)) => s == StatusCode::CONFLICT,
-        (C::Status(code), O::Status(s)) => s.as_u16() == code,
+        (C::GatewayError, _) => status.is_some_and(|s| matches!(s.as_u16(), 502..=504)),
+        (C::ServerError, _) => status.is_some_and(|s| s.is_server_error()),
+        (C::Retriable4xx, _) => status == Some(StatusCode::CONFLICT),
+        (C::Status(code), _) => status.is_some_and(|s| s.as_u16() == code),
         (grpc, O::Grpc(status)) => grpc.grpc_status() == Some(status),
         _ => false,
     }
@@ -186,6 +211,54 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_could_not_reach_its_app_is_a_connect_failure_or_a_reset() {
+        let response = |status: u16, error: Option<&'static str>| {
+            let mut r = http::Response::new(());
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(error) = error {
+                r.headers_mut().insert(
+                    crate::error::ERROR_HEADER,
+                    http::HeaderValue::from_static(error),
+                );
+            }
+            TryOutcome::of_response(&r)
+        };
+        let refused = response(502, Some("connect-failed"));
+        let reset = response(502, Some("upstream-reset"));
+        assert_eq!(refused, TryOutcome::PeerConnectFailure);
+        assert_eq!(reset, TryOutcome::PeerReset);
+        // An app's own 502, and the peer's other answers, stay statuses.
+        assert_eq!(
+            response(502, None),
+            TryOutcome::Status(StatusCode::BAD_GATEWAY)
+        );
+        assert_eq!(
+            response(503, Some("connect-failed")),
+            TryOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(
+            response(502, Some("tls-failed")),
+            TryOutcome::Status(StatusCode::BAD_GATEWAY)
+        );
+
+        let default = RetryOn::default_conditions(false);
+        assert!(default.retries(refused) && default.retries(reset));
+        assert!(!default.retries(TryOutcome::Status(StatusCode::BAD_GATEWAY)));
+        // To the status conditions they are the 502s they are.
+        for statuses in [
+            vec![RetryCondition::GatewayError],
+            vec![RetryCondition::ServerError],
+            vec![RetryCondition::Status(502)],
+        ] {
+            let on = RetryOn::new(&statuses);
+            assert!(on.retries(refused) && on.retries(reset), "{statuses:?}");
+        }
+        let only_resets = RetryOn::new(&[RetryCondition::Reset]);
+        assert!(only_resets.retries(reset) && !only_resets.retries(refused));
+        assert!(!RetryOn::new(&[RetryCondition::Status(503)]).retries(refused));
+    }
+
+    #[test]
     fn idempotent_methods_and_retry_after() {
         assert!(idempotent(&Method::GET) && idempotent(&Method::PUT));
         assert!(!idempotent(&Method::POST) && !idempotent(&Method::PATCH));
@@ -197,28 +270,5 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn a_peer_sidecars_502_is_the_failure_it_reports() {
-        let answer = |error: &str| {
-            http::Response::builder()
-                .status(502)
-                .header(crate::ERROR_HEADER, error)
-                .body(())
-                .unwrap()
-        };
-        assert_eq!(
-            TryOutcome::of_response(&answer("connect-failed")),
-            TryOutcome::ConnectFailure
-        );
-        assert_eq!(
-            TryOutcome::of_response(&answer("upstream-reset")),
-            TryOutcome::Reset
-        );
-        assert_eq!(
-            TryOutcome::of_response(&answer("tls-failed")),
-            TryOutcome::Status(StatusCode::BAD_GATEWAY)
-        );
     }
 }

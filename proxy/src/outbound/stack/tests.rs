@@ -36,6 +36,8 @@ enum Step {
     AnswerAfter(Duration, u16),
     ConnectFailure,
     Reset,
+    /// The peer sidecar's own 502, naming its failure in `outrigger-error`.
+    PeerError(&'static str),
     /// Never answers.
     Hang,
     /// A gRPC answer: HTTP 200, a message of this many bytes, then trailers with this
@@ -111,6 +113,13 @@ impl<'a> Service<Picked<'a>> for Scripted {
                     failed(ErrorCode::ConnectFailed, TryOutcome::ConnectFailure)
                 }
                 Step::Reset => failed(ErrorCode::UpstreamReset, TryOutcome::Reset),
+                Step::PeerError(code) => answer(502).map(|mut response| {
+                    response.headers_mut().insert(
+                        crate::error::ERROR_HEADER,
+                        http::HeaderValue::from_static(code),
+                    );
+                    response
+                }),
                 Step::Hang => std::future::pending().await,
                 Step::Grpc(size, status) => grpc(size, status),
             };
@@ -213,6 +222,33 @@ async fn a_connect_failure_is_retried_on_another_endpoint() {
     assert_eq!(tries.len(), 2);
     assert_ne!(tries[0], tries[1], "the retry went elsewhere");
     assert_eq!(f.target.metrics.resilience.retries.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_cannot_reach_its_app_is_retried_on_another_endpoint() {
+    // The default policy: the peer's sidecar could not connect to its (crashed) app, so
+    // the request reached no app; another instance answers it.
+    let f = target(3, "{}");
+    let connection = Scripted::new(&[Step::PeerError("connect-failed"), Step::Answer(200)]);
+    let response = get(&f.target, connection.clone()).await.expect("answered");
+    assert_eq!(response.status(), 200);
+    let tries = connection.tries();
+    assert_eq!(tries.len(), 2);
+    assert_ne!(tries[0], tries[1], "the retry went elsewhere");
+
+    // An app's own 502 is an answer, not retried by default.
+    let connection = Scripted::new(&[Step::Answer(502)]);
+    let response = get(&f.target, connection.clone()).await.expect("answered");
+    assert_eq!(response.status(), 502);
+    assert_eq!(connection.tries().len(), 1);
+
+    // Nor is a POST, as after a connect failure of our own.
+    let connection = Scripted::new(&[Step::PeerError("connect-failed")]);
+    let response = send(&f.target, connection.clone(), Method::POST)
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 502);
+    assert_eq!(connection.tries().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -11,12 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt as _, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use outrigger_tests::open_loop::{self, Connection, Sent};
 use tokio::time::Instant;
 
 /// What a run saw.
@@ -125,40 +121,25 @@ pub(crate) async fn sequential(target: &Target, count: u64) -> Outcome {
 }
 
 /// Sends one GET on the connection, opening it first if there is none (or it broke).
-async fn send(target: &Target, sender: &mut Option<http1::SendRequest<Empty<Bytes>>>) -> bool {
+async fn send(target: &Target, sender: &mut Option<Connection>) -> bool {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = connect(target.addr).await;
+        *sender = open_loop::connect(target.addr).await.ok();
     }
     let Some(open) = sender.as_mut() else {
         return false;
     };
-    if open.ready().await.is_err() {
-        *sender = None;
-        return false;
-    }
-    let request = http::Request::get("/")
-        .header(http::header::HOST, &target.host)
-        .body(Empty::new())
-        .expect("a request");
-    match open.send_request(request).await {
-        Ok(response) => {
-            let ok = response.status() == http::StatusCode::OK;
-            let body = response.into_body().collect().await;
-            ok && body.is_ok()
+    match open_loop::get(open, &target.host, "/").await {
+        Sent::Done(outcome) => {
+            if !matches!(outcome, open_loop::Outcome::Answered { .. }) {
+                *sender = None;
+            }
+            outcome.is_ok()
         }
-        Err(_) => {
+        Sent::NotSent => {
             *sender = None;
             false
         }
     }
-}
-
-async fn connect(addr: SocketAddr) -> Option<http1::SendRequest<Empty<Bytes>>> {
-    let stream = TcpStream::connect(addr).await.ok()?;
-    stream.set_nodelay(true).ok()?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-    tokio::spawn(connection);
-    Some(sender)
 }
 
 struct Seen {

@@ -15,11 +15,12 @@
 mod callgrind;
 mod load;
 mod peers;
-mod procstat;
 mod report;
 mod topology;
 
 use std::time::Duration;
+
+use outrigger_tests::procstat;
 
 use crate::peers::Wrappers;
 use crate::report::{Row, Sample};

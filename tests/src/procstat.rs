@@ -1,9 +1,10 @@
-//! What a process costs, read from /proc: CPU time (user + system) and resident memory.
+//! What a process costs, read from /proc: CPU time (user + system), resident memory,
+//! open file descriptors and threads. A process that is gone reads as 0.
 
 use std::time::Duration;
 
 /// CPU time the process has used so far.
-pub(crate) fn cpu(pid: u32) -> Duration {
+pub fn cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
@@ -17,13 +18,28 @@ pub(crate) fn cpu(pid: u32) -> Duration {
 }
 
 /// Resident set size in bytes.
-pub(crate) fn rss(pid: u32) -> u64 {
+pub fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Open file descriptors (entries of /proc/PID/fd).
+pub fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count() as u64)
+}
+
+/// Threads (the `Threads:` line of /proc/PID/status).
+pub fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// USER_HZ, the unit of those times (100 nearly everywhere).
