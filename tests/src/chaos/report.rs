@@ -169,8 +169,10 @@ pub fn markdown(reports: &[PhaseReport], settings: &Settings) -> String {
                 r.caller.budget_exhausted
             ));
         }
-        if r.caller.ejections > 0 {
-            lines.push(format!("{} ejections", r.caller.ejections));
+        match r.caller.ejections {
+            0 => {}
+            1 => lines.push("1 ejection".to_string()),
+            n => lines.push(format!("{n} ejections")),
         }
         if r.warm_up.failed() > 0 {
             lines.push(format!("warm-up failures: {}", r.warm_up.causes()));
