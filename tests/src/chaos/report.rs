@@ -74,9 +74,12 @@ impl PhaseReport {
 
     /// Failures, by cause, that the phase does not explain: the target is none.
     pub fn unexplained(&self) -> BTreeMap<String, u64> {
+        // A request due just before the fault may be answered after it: a warm-up
+        // failure the phase's own fault explains is that race, not a loss.
         self.warm_up
             .failures
             .iter()
+            .filter(|(cause, _)| self.phase.explains(cause).is_none())
             .map(|(cause, n)| (format!("{cause} (warm-up)"), *n))
             .chain(
                 self.tally
