@@ -58,11 +58,15 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// The public key bits of a PEM CSR, read with the PEM parser rcgen uses.
+/// The public key bits of a PEM CSR. The PEM is read by the same parser the CA reads it
+/// with (`csr::inspect`), since PEM parsers differ on what they forgive: rustls's accepts
+/// blank lines inside the base64 (RFC 7468's lax form), the `pem` crate does not, and an
+/// oracle that disagrees with the product on PEM would report its own difference as a
+/// crash. The key is then read from the DER independently, by x509-parser.
 fn csr_key(text: &str) -> Option<Vec<u8>> {
     use x509_parser::certification_request::X509CertificationRequest;
-    let pem = pem::parse(text).ok()?;
-    let (_, csr) = X509CertificationRequest::from_der(pem.contents()).ok()?;
+    let checked = outrigger_certs::csr::inspect(text).ok()?;
+    let (_, csr) = X509CertificationRequest::from_der(checked.der.as_ref()).ok()?;
     Some(
         csr.certification_request_info
             .subject_pki
