@@ -92,7 +92,7 @@ impl Phase {
             Phase::StopSidecar => format!("SIGSTOP instance 2's sidecar; SIGCONT after {fault}"),
             Phase::StopApp => format!("SIGSTOP instance 0's app; SIGCONT after {fault}"),
             Phase::Flaky503 => format!(
-                "instance 1's app answers 503 to half its requests for {fault}; default policy"
+                "the busiest instance's app answers 503 to half its requests for {fault}; default policy"
             ),
             Phase::Flaky503Retried => {
                 "the same, with retryOn: [connect-failure, refused-stream, reset, \"503\"]"
@@ -182,9 +182,10 @@ impl Phase {
                     rate: Some(0.5),
                     ..Fault::status(503)
                 };
-                stage.apps[1].set_fault(&half).await;
+                let flaky = stage.busiest_instance().await;
+                stage.apps[flaky].set_fault(&half).await;
                 tokio::time::sleep(s.fault).await;
-                stage.apps[1].set_fault(&Fault::default()).await;
+                stage.apps[flaky].set_fault(&Fault::default()).await;
             }
             Phase::ControlPlaneOutage => {
                 let before = stage.mesh.config_version().await;

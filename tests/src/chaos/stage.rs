@@ -72,6 +72,23 @@ impl Stage {
         self.instances[i] = instance_sidecar(&self.mesh, i, &self.apps[i], self.ports[i]).await;
     }
 
+    /// The instance whose sidecar has served the most requests so far. A peak-EWMA
+    /// balancer over three endpoints gives the costliest one nothing until its estimate
+    /// decays (about 10 s after one slow answer, a cold first request say), so a fault
+    /// meant to be met must go to an instance in rotation, not to a fixed one.
+    pub async fn busiest_instance(&self) -> usize {
+        let mut busiest = (0, -1.0);
+        for (i, sidecar) in self.instances.iter().enumerate() {
+            let served = sidecar
+                .metric_sum("outrigger_requests_total", &[("direction", "inbound")])
+                .await;
+            if served > busiest.1 {
+                busiest = (i, served);
+            }
+        }
+        busiest.0
+    }
+
     /// Whether the caller's breakers hold every instance as closed.
     pub async fn all_circuits_closed(&self) -> bool {
         let circuits = self.orders.circuits().await;
