@@ -83,6 +83,24 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 /// Headers that describe one hop's connection and must not be forwarded (RFC 9110 §7.6.1).
 pub(crate) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     use http::header::{CONNECTION, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    // Most heads carry none (HTTP/2 forbids them), and one look at each name costs a
+    // fraction of the eight hashed removals below (about 1,500 instructions per head).
+    // A name listed in `Connection` needs `Connection` itself, which this sees.
+    let hop_by_hop = |name: &http::HeaderName| {
+        [
+            &CONNECTION,
+            &PROXY_AUTHORIZATION,
+            &TRAILER,
+            &TRANSFER_ENCODING,
+            &UPGRADE,
+            &TE,
+        ]
+        .contains(&name)
+            || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+    };
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     // Headers named by `Connection` are hop-by-hop too.
     let named: Vec<http::HeaderName> = headers
         .get_all(CONNECTION)
@@ -108,5 +126,67 @@ pub(crate) fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     // `te: trailers` is the one TE value HTTP/2 allows, and gRPC needs it.
     if headers.get(TE).is_some_and(|v| v != "trailers") {
         headers.remove(TE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::strip_hop_by_hop;
+
+    fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed() {
+        // Alone, so that the quick look for any of them must find each one.
+        for name in [
+            "connection",
+            "proxy-authorization",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+        ] {
+            let mut headers = head(&[(name, "x"), ("accept", "*/*")]);
+            strip_hop_by_hop(&mut headers);
+            assert_eq!(names(&headers), ["accept"], "{name}");
+        }
+    }
+
+    #[test]
+    fn names_listed_in_connection_go_and_te_trailers_stays() {
+        let mut headers = head(&[
+            ("connection", "x-hop, close"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["accept", "te"]);
+        let mut headers = head(&[("te", "gzip"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(names(&headers), ["accept"]);
+    }
+
+    #[test]
+    fn a_head_without_any_is_left_as_it_was() {
+        let mut headers = head(&[("accept", "*/*"), ("x-request-id", "1"), ("te", "trailers")]);
+        let before = headers.clone();
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
     }
 }

@@ -91,7 +91,10 @@ impl TraceContext {
         write_hex(&self.span_id, &mut text[36..52]);
         text[52] = b'-';
         write_hex(&[self.flags], &mut text[53..55]);
-        HeaderValue::from_bytes(&text).expect("lower-case hex and dashes are a valid header value")
+        let mut value = HeaderValue::from_bytes(&text)
+            .expect("lower-case hex and dashes are a valid header value");
+        never_indexed(&mut value);
+        value
     }
 }
 
@@ -141,9 +144,24 @@ fn nonzero_u64() -> u64 {
     }
 }
 
+/// Marks a value that is new on every request (a span id, a request id) as one HPACK must
+/// not index: entered in the HTTP/2 connection's header table, it could never be reused,
+/// would cost an insertion on both ends, and would push out entries that are reused
+/// (`user-agent`, `accept`), which then go out as literals again. h2 writes a value
+/// marked sensitive as "never indexed" (RFC 7541 §6.2.3), its only way to skip the table.
+/// Nothing else reads the mark but `Debug`, which hides the value.
+pub(crate) fn never_indexed(value: &mut HeaderValue) {
+    value.set_sensitive(true);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traceparent_is_never_indexed_by_hpack() {
+        assert!(TraceContext::new_root().header_value().is_sensitive());
+    }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

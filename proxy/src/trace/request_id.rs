@@ -28,12 +28,22 @@ fn new_id() -> HeaderValue {
     for (from, to, len) in [(0, 0, 8), (8, 9, 4), (12, 14, 4), (16, 19, 4), (20, 24, 12)] {
         text[to..to + len].copy_from_slice(&hex[from..from + len]);
     }
-    HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value")
+    let mut value =
+        HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value");
+    super::context::never_indexed(&mut value);
+    value
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_id_is_never_indexed_by_hpack() {
+        let mut headers = HeaderMap::new();
+        ensure(&mut headers);
+        assert!(headers[&REQUEST_ID_HEADER].is_sensitive());
+    }
 
     #[test]
     fn makes_an_id_when_absent_or_empty() {
