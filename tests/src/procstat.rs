@@ -19,12 +19,24 @@ pub fn cpu(pid: u32) -> Duration {
 
 /// Resident set size in bytes.
 pub fn rss(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:") * 1024
+}
+
+/// The anonymous part of the resident set in bytes: heap, stacks, buffers, what this
+/// process alone holds. The rest of the RSS is mapped files, mostly the program's own
+/// code, whose pages every process running the same binary shares.
+pub fn rss_anon(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon:") * 1024
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 /// Open file descriptors (entries of /proc/PID/fd).

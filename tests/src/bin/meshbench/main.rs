@@ -208,12 +208,12 @@ async fn measure(topology: &Topology, args: &Args) -> Sample {
         .zip(&before)
         .map(|((_, pid), before)| procstat::cpu(*pid).saturating_sub(*before))
         .collect();
-    let rss: Vec<u64> = topology
+    let memory: Vec<(u64, u64)> = topology
         .proxies
         .iter()
-        .map(|(_, pid)| procstat::rss(*pid))
+        .map(|(_, pid)| (procstat::rss(*pid), procstat::rss_anon(*pid)))
         .collect();
-    Sample::new(&outcome, &cpu, &rss)
+    Sample::new(&outcome, &cpu, &memory)
 }
 
 fn args_line(args: &Args) -> String {

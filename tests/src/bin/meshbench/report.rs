@@ -16,12 +16,14 @@ pub(crate) struct Sample {
     pub(crate) errors: u64,
     /// CPU seconds per 1,000 requests, per proxy (outbound, inbound).
     pub cpu_per_1k: Vec<f64>,
-    /// Bytes, per proxy.
+    /// Resident bytes, per proxy.
     pub(crate) rss: Vec<u64>,
+    /// Of those, anonymous (not file-backed) bytes, per proxy.
+    pub(crate) anon: Vec<u64>,
 }
 
 impl Sample {
-    pub(crate) fn new(outcome: &Outcome, cpu: &[Duration], rss: &[u64]) -> Sample {
+    pub(crate) fn new(outcome: &Outcome, cpu: &[Duration], memory: &[(u64, u64)]) -> Sample {
         let mut latency_ms = [0.0; 5];
         for (slot, (_, q)) in latency_ms.iter_mut().zip(QUANTILES) {
             *slot = outcome.percentile_ms(q);
@@ -33,7 +35,8 @@ impl Sample {
             ok: outcome.ok,
             errors: outcome.errors,
             cpu_per_1k: cpu.iter().map(|c| c.as_secs_f64() / thousands).collect(),
-            rss: rss.to_vec(),
+            rss: memory.iter().map(|m| m.0).collect(),
+            anon: memory.iter().map(|m| m.1).collect(),
         }
     }
 
@@ -86,6 +89,14 @@ impl Row {
         )
     }
 
+    fn anon_of(&self, proxy: usize) -> f64 {
+        median(
+            self.samples
+                .iter()
+                .filter_map(|s| s.anon.get(proxy).map(|b| *b as f64 / 1e6)),
+        )
+    }
+
     fn errors(&self) -> u64 {
         self.samples.iter().map(|s| s.errors).sum()
     }
@@ -133,14 +144,14 @@ pub(crate) fn markdown(rows: &[Row], setup: &str, ready: &[Duration]) -> String 
     };
     let _ = writeln!(
         out,
-        "\n| two hops through | added p50 | added p90 | added p99 | added p99.9 | CPU per 1k req/s (out + in) | CPU out / in | RSS out / in |"
+        "\n| two hops through | added p50 | added p90 | added p99 | added p99.9 | CPU per 1k req/s (out + in) | CPU out / in | RSS out / in | of which anonymous |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for row in rows.iter().filter(|r| r.has_proxies()) {
         let added = |i: usize| row.latency(i) - baseline.latency(i);
         let _ = writeln!(
             out,
-            "| {} | {:+.3} ms | {:+.3} ms | {:+.3} ms | {:+.3} ms | {:.3} vCPU | {:.3} / {:.3} | {:.1} / {:.1} MB |",
+            "| {} | {:+.3} ms | {:+.3} ms | {:+.3} ms | {:+.3} ms | {:.3} vCPU | {:.3} / {:.3} | {:.1} / {:.1} MB | {:.1} / {:.1} MB |",
             row.name,
             added(0),
             added(1),
@@ -150,7 +161,9 @@ pub(crate) fn markdown(rows: &[Row], setup: &str, ready: &[Duration]) -> String 
             row.cpu_of(0),
             row.cpu_of(1),
             row.rss_of(0),
-            row.rss_of(1)
+            row.rss_of(1),
+            row.anon_of(0),
+            row.anon_of(1)
         );
     }
     if let Some(ours) = rows.iter().find(|r| r.name == "outrigger") {
