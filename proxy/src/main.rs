@@ -7,6 +7,11 @@ use clap::Parser as _;
 use outrigger_proxy::{Config, Proxy};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: fewer instructions on every allocation of the
+/// request path (proxy/Cargo.toml says why, and BENCHMARKS.md by how much).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // `init` needs none of the proxy's settings, and clap derive cannot make Config's
     // required ones optional only under a subcommand: dispatch on the first word.
