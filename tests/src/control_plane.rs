@@ -94,7 +94,7 @@ impl ControlPlane {
 
     /// Its resident memory now, in KiB (`VmRSS` in /proc).
     pub fn rss_kib(&self) -> u64 {
-        proc_status_field(self.pid(), "VmRSS:")
+        crate::procstat::rss(self.pid()) / 1024
     }
 
     /// Its soft and hard open-file limits now (`Max open files` in /proc).
@@ -148,15 +148,4 @@ impl ControlPlane {
     pub fn kill(&mut self) {
         self.process.kill();
     }
-}
-
-/// A `kB` field of /proc/<pid>/status.
-fn proc_status_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
 }

@@ -19,23 +19,24 @@ pub fn cpu(pid: u32) -> Duration {
 
 /// Resident set size in bytes.
 pub fn rss(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:") * 1024
+    status_field(pid, "VmRSS:") * 1024
 }
 
 /// The anonymous part of the resident set in bytes: heap, stacks, buffers, what this
 /// process alone holds. The rest of the RSS is mapped files, mostly the program's own
 /// code, whose pages every process running the same binary shares.
 pub fn rss_anon(pid: u32) -> u64 {
-    status_kib(pid, "RssAnon:") * 1024
+    status_field(pid, "RssAnon:") * 1024
 }
 
-/// A `kB` field of /proc/PID/status.
-fn status_kib(pid: u32, field: &str) -> u64 {
+/// The number that starts a field of /proc/PID/status (`VmRSS:   1234 kB`, `Threads: 3`).
+fn status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
         .unwrap_or(0)
 }
 
@@ -46,12 +47,7 @@ pub fn open_fds(pid: u32) -> u64 {
 
 /// Threads (the `Threads:` line of /proc/PID/status).
 pub fn threads(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    status_field(pid, "Threads:")
 }
 
 /// USER_HZ, the unit of those times (100 nearly everywhere).
