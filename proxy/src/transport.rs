@@ -1,7 +1,8 @@
 //! Connections to other processes, used by both sides: pooled, multiplexed HTTP/2 to
-//! peer sidecars over mTLS (outbound) and to an HTTP/2 app (inbound), and the one mTLS
-//! client config they share.
+//! peer sidecars over mTLS (outbound) and to an HTTP/2 app (inbound), keep-alive
+//! HTTP/1.1 to an HTTP/1 app (inbound), and the one mTLS client config they share.
 
+mod http1;
 mod http2;
 mod tls;
 
@@ -12,6 +13,7 @@ use rustls::ClientConfig;
 
 use crate::identity::Identity;
 
+pub(crate) use http1::Http1Pool;
 pub(crate) use http2::{Http2Connection, Transport};
 pub(crate) use tls::{connect_mesh, connect_tcp};
 

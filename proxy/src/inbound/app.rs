@@ -8,21 +8,18 @@ use std::time::Duration;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::AppProtocol;
 use crate::error::{ErrorCode, ProxyError};
 use crate::metrics::ProxyMetrics;
-use crate::transport::{Http2Connection, Transport};
+use crate::transport::{Http1Pool, Http2Connection, Transport};
 
 pub(crate) struct AppClient {
     addr: SocketAddr,
     /// `addr` as a URI authority, made once.
     authority: Authority,
     protocol: AppProtocol,
-    http1: Client<HttpConnector, Incoming>,
+    http1: Http1Pool<Incoming>,
     http2: Http2Connection<Incoming>,
 }
 
@@ -33,20 +30,12 @@ impl AppClient {
         connect_timeout: Duration,
         metrics: Arc<ProxyMetrics>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let http1 = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         AppClient {
             addr,
             authority: Authority::try_from(addr.to_string().as_str())
                 .expect("a socket address is a valid authority"),
             protocol,
-            http1,
+            http1: Http1Pool::new(addr, connect_timeout),
             http2: Http2Connection::new(addr, Transport::Plain, connect_timeout, metrics),
         }
     }
@@ -72,20 +61,26 @@ impl AppClient {
             .path_and_query
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         if http1 {
-            // The app sees the Host the caller asked for; the connection goes to `addr`.
-            if let Some(host) = original
+            // The app sees the Host the caller asked for (else its own address), and the
+            // path in origin form; the connection goes to `addr`.
+            let host = original
                 .authority
                 .as_ref()
-                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(http::header::HOST, host);
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+            match host {
+                Some(host) => {
+                    parts.headers.insert(http::header::HOST, host);
+                }
+                None if !parts.headers.contains_key(http::header::HOST) => {
+                    let own = http::HeaderValue::from_str(self.authority.as_str())
+                        .expect("a socket address is a valid header value");
+                    parts.headers.insert(http::header::HOST, own);
+                }
+                None => {}
             }
-            parts.uri = uri(self.authority.clone(), path)?;
+            parts.uri = Uri::from(path);
             parts.version = Version::HTTP_11;
-            self.http1
-                .request(Request::from_parts(parts, body))
-                .await
-                .map_err(|e| self.http1_error(&e))
+            self.http1.send(Request::from_parts(parts, body)).await
         } else {
             let authority = original.authority.unwrap_or_else(|| self.authority.clone());
             parts.uri = uri(authority, path)?;
@@ -101,21 +96,6 @@ impl AppClient {
                     )
                 })
         }
-    }
-
-    fn http1_error(&self, error: &hyper_util::client::legacy::Error) -> ProxyError {
-        let code = if error.is_connect() {
-            ErrorCode::ConnectFailed
-        } else {
-            ErrorCode::UpstreamReset
-        };
-        let mut message = format!("app at {}: {error}", self.addr);
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        ProxyError::new(code, message)
     }
 }
 

@@ -34,6 +34,16 @@ pub(crate) fn prepare(parts: &mut Parts, authority: Authority) -> Result<(), Pro
     Ok(())
 }
 
+/// The prepared head itself, for a try that no other try can follow, leaving an empty
+/// head behind: copying its headers is the dearest part of a try on a route without
+/// retries. Its extensions stay behind as [`copy_head`]'s do: they are the proxy's own.
+pub(super) fn take_head(parts: &mut Parts) -> Request<()> {
+    let (empty, ()) = Request::new(()).into_parts();
+    let mut head = std::mem::replace(parts, empty);
+    head.extensions.clear();
+    Request::from_parts(head, ())
+}
+
 /// A copy of a prepared head, for one more try.
 pub(super) fn copy_head(parts: &Parts) -> Request<()> {
     let mut request = Request::new(());

@@ -84,10 +84,14 @@ impl Phase {
         let fault = secs(s.fault);
         match self {
             Phase::KillApp => {
-                format!("SIGKILL instance 0's app (its sidecar stays up); restarted after {fault}")
+                format!(
+                    "SIGKILL the busiest instance's app (its sidecar stays up); restarted after {fault}"
+                )
             }
             Phase::KillSidecar => {
-                format!("SIGKILL instance 1's sidecar (its app stays up); restarted after {fault}")
+                format!(
+                    "SIGKILL the busiest instance's sidecar (its app stays up); restarted after {fault}"
+                )
             }
             Phase::StopSidecar => format!("SIGSTOP instance 2's sidecar; SIGCONT after {fault}"),
             Phase::StopApp => format!("SIGSTOP instance 0's app; SIGCONT after {fault}"),
@@ -157,15 +161,19 @@ impl Phase {
     pub(super) async fn inject(self, stage: &mut Stage, s: &Settings) -> Findings {
         let mut found = Findings::default();
         match self {
+            // The busiest instance, as for flaky-503: a fixed one may be out of the
+            // balancer's rotation (CI saw a kill of instance 0 meet no request at all).
             Phase::KillApp => {
-                stage.apps[0].process.kill();
+                let killed = stage.busiest_instance().await;
+                stage.apps[killed].process.kill();
                 tokio::time::sleep(s.fault).await;
-                stage.apps[0].restart().await;
+                stage.apps[killed].restart().await;
             }
             Phase::KillSidecar => {
-                stage.instances[1].process.kill();
+                let killed = stage.busiest_instance().await;
+                stage.instances[killed].process.kill();
                 tokio::time::sleep(s.fault).await;
-                stage.restart_sidecar(1).await;
+                stage.restart_sidecar(killed).await;
             }
             Phase::StopSidecar => {
                 stage.instances[2].process.signal("STOP");

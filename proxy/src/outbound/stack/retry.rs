@@ -25,7 +25,7 @@ use crate::backoff::Backoff;
 use crate::body::held::{Held, ReadAhead, read_ahead};
 use crate::error::ProxyError;
 use crate::outbound::Target;
-use crate::outbound::request::copy_head;
+use crate::outbound::request::{copy_head, take_head};
 use crate::resilience::counters::ResilienceCounters;
 use crate::resilience::deadline;
 use crate::resilience::policy::MAX_RETRY_BODY;
@@ -105,7 +105,7 @@ where
     B: Body<Data = Bytes> + Unpin,
 {
     let Routed {
-        head,
+        mut head,
         body,
         route,
         may_retry,
@@ -123,7 +123,13 @@ where
             None => body.take().unwrap_or(OutboundBody::Buffered(None)),
         };
         let replayable = body.is_some();
-        let mut request = copy_head(&head).map(|()| this_body);
+        let may_retry_this = may_retry && replayable && attempt < route.retry.attempts;
+        let head_for_try = if may_retry_this {
+            copy_head(&head)
+        } else {
+            take_head(&mut head)
+        };
+        let mut request = head_for_try.map(|()| this_body);
         if attempt > 0 {
             request
                 .headers_mut()
@@ -143,7 +149,6 @@ where
             Ok(ready) => ready.call(one).await,
             Err(error) => Err(error),
         };
-        let may_retry_this = may_retry && replayable && attempt < route.retry.attempts;
         let (result, outcome) = match tried {
             Ok(response) if may_retry_this && route.retry.retry_on.reads_grpc() => {
                 let (response, outcome) = hold_grpc(response, deadline).await;
