@@ -30,7 +30,7 @@ use super::tls::connect_tcp;
 use crate::error::{ErrorCode, ProxyError};
 
 /// A connection unused this long is closed by the next request that finds it.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The most connections kept; past it, a connection closes once its answer is read.
 /// Far above what one app instance serves at once through its sidecar.
@@ -66,8 +66,7 @@ where
     }
 
     /// Sends `req` (origin-form URI, `Host` set) on a kept connection, or on a new one.
-    pub(crate) async fn send(&self, req: Request<B>) -> Result<Response<Incoming>, ProxyError> {
-        let mut req = req;
+    pub(crate) async fn send(&self, mut req: Request<B>) -> Result<Response<Incoming>, ProxyError> {
         if let Some(mut sender) = self.checkout() {
             match sender.try_send_request(req).await {
                 Ok(response) => {

@@ -162,7 +162,8 @@ impl Phase {
         let mut found = Findings::default();
         match self {
             // The busiest instance, as for flaky-503: a fixed one may be out of the
-            // balancer's rotation (CI saw a kill of instance 0 meet no request at all).
+            // balancer's rotation (a run on a loaded machine killed instance 0's app and
+            // saw no request retried).
             Phase::KillApp => {
                 let killed = stage.busiest_instance().await;
                 stage.apps[killed].process.kill();

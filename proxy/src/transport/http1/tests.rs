@@ -1,10 +1,9 @@
 //! The pool against real HTTP/1.1 servers on loopback, counting the connections they
 //! accept.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use std::convert::Infallible;
 
 use bytes::Bytes;
 use http_body_util::channel::Channel;
